@@ -1,0 +1,50 @@
+"""`python -m benchmark <command>`: every user mistake ends in one `error: ...` line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .contracts import UserError
+
+COMMANDS = ("run", "grid", "table", "ls", "data", "plot", "claims")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m benchmark", description=__doc__)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{" + ",".join(COMMANDS) + "}")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"benchmark.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"benchmark.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

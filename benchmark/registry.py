@@ -1,0 +1,152 @@
+"""Registries of methods, refiners and tasks, discovered from YAML cards beside their code.
+
+Each entry is one `<name>.yaml` in `methods/`, `tasks/` (or `benchmark/builtin/` for the test-only toys):
+
+    name: dcid
+    kind: method            # method | refiner | task
+    entry: methods.dcid:DCID   # imported only when the entry is used, so `ls` never imports torch
+    version: 1              # bump to invalidate every cached cell of this entry
+    discrete: true          # methods only
+    summary: one line for `ls`
+    options:                # every config key with its default (type taken from the default)
+      scale: {default: default, choices: [default, paper], help: "widths/epochs preset"}
+
+Adding a method or task = adding its `.py` and its `.yaml`; nothing else is edited.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .contracts import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+SEARCH_DIRS = {
+    "method": [ROOT / "methods", ROOT / "benchmark" / "builtin"],
+    "refiner": [ROOT / "methods", ROOT / "benchmark" / "builtin"],
+    "task": [ROOT / "tasks", ROOT / "benchmark" / "builtin"],
+}
+_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    choices: tuple | None = None
+    help: str = ""
+    type: str | None = None  # explicit type name; else inferred from default (None default = any)
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        """Check one override value against the option, converting int->float where harmless."""
+        if self.choices is not None and value not in self.choices:
+            raise UserError(f"{owner}: option '{self.name}' must be one of {list(self.choices)}, got {value!r}")
+        tname = self.type or (type(self.default).__name__ if self.default is not None else None)
+        if tname is None or value is None:
+            return value
+        want = _TYPES.get(tname)
+        if want is None:
+            return value
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if want is int and isinstance(value, bool):
+            raise UserError(f"{owner}: option '{self.name}' expects int, got {value!r}")
+        if want is list and isinstance(value, tuple):
+            return list(value)
+        if not isinstance(value, want):
+            raise UserError(f"{owner}: option '{self.name}' expects {tname}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: str
+    entry: str
+    version: int
+    summary: str
+    path: Path
+    options: dict[str, Option] = field(default_factory=dict)
+    discrete: bool = True
+    hidden: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: o.default for k, o in self.options.items()}
+
+    def resolve(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Defaults merged with validated overrides; unknown keys are a UserError with a suggestion."""
+        cfg = self.defaults()
+        for key, value in overrides.items():
+            if key not in self.options:
+                hint = _suggest(key, self.options)
+                raise UserError(f"unknown option '{key}' for {self.kind} '{self.name}'{hint}; "
+                                f"known: {', '.join(sorted(self.options)) or '(none)'}")
+            cfg[key] = self.options[key].coerce(value, f"{self.kind} '{self.name}'")
+        return cfg
+
+    def load(self):
+        """Import and instantiate the implementation (may import torch)."""
+        module_name, _, attr = self.entry.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # an optional dependency is missing: say which
+            raise UserError(f"{self.kind} '{self.name}' needs module '{exc.name}' (pip install it)") from exc
+        obj = getattr(module, attr)()
+        obj.name = self.name
+        return obj
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _parse_card(path: Path) -> Entry:
+    try:
+        card = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"bad YAML in {path}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(card, dict) or "name" not in card or "kind" not in card or "entry" not in card:
+        raise UserError(f"{path}: a registry card needs keys 'name', 'kind', 'entry'")
+    options = {}
+    for key, spec in (card.get("options") or {}).items():
+        if not isinstance(spec, dict) or "default" not in spec:
+            spec = {"default": spec}
+        choices = spec.get("choices")
+        options[key] = Option(key, spec["default"], tuple(choices) if choices is not None else None,
+                              str(spec.get("help", "")), spec.get("type"))
+    known = {"name", "kind", "entry", "version", "summary", "options", "discrete", "hidden"}
+    return Entry(name=card["name"], kind=card["kind"], entry=card["entry"], version=int(card.get("version", 1)),
+                 summary=str(card.get("summary", "")), path=path, options=options,
+                 discrete=bool(card.get("discrete", True)), hidden=bool(card.get("hidden", False)),
+                 extra={k: v for k, v in card.items() if k not in known})
+
+
+@lru_cache(maxsize=None)
+def entries(kind: str) -> dict[str, Entry]:
+    """All registered entries of one kind, by name (YAML only: no implementation import)."""
+    found: dict[str, Entry] = {}
+    for directory in SEARCH_DIRS[kind]:
+        for path in sorted(directory.glob("*.yaml")):
+            card = _parse_card(path)
+            if card.kind != kind:
+                continue
+            if card.name in found:
+                raise UserError(f"duplicate {kind} '{card.name}' in {path} and {found[card.name].path}")
+            found[card.name] = card
+    return found
+
+
+def get(kind: str, name: str) -> Entry:
+    table = entries(kind)
+    if name not in table:
+        visible = [n for n, e in table.items() if not e.hidden] or list(table)
+        raise UserError(f"unknown {kind} '{name}'{_suggest(name, visible)}")
+    return table[name]
