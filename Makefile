@@ -1,0 +1,43 @@
+# unibench: `make bench` (the main job on the synthetic default world) and `make test`.
+# Every target installs into .venv first when it is missing.
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+PYTHON    := $(BIN)/python
+STAMP     := $(VENV)/.installed
+RESULTS   ?= results
+SEEDS     ?= 0 1 2
+
+.PHONY: install test bench table perf smoke clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+	# torch pinned to the CPU wheel on disk (an unpinned torch drags several GB of CUDA packages)
+	$(PYTHON) -m pip install --quiet "torch==2.13.0"
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PYTHON) -m pytest tests -x -q -m "not slow"
+
+bench: $(STAMP)
+	$(PYTHON) -m benchmark grid main --results $(RESULTS) --seeds $(SEEDS)
+	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
+	$(PYTHON) -m benchmark claims --results $(RESULTS)
+	$(PYTHON) -m benchmark plot report --results $(RESULTS)
+
+table: $(STAMP)
+	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
+	$(PYTHON) -m benchmark claims --results $(RESULTS)
+
+perf: $(STAMP)
+	$(PYTHON) -m pytest tests/benchmarks --benchmark-enable --benchmark-json=$(RESULTS)/perf.json -q
+
+smoke: $(STAMP)
+	$(PYTHON) -m benchmark grid main --profile smoke --results /tmp/unibench-smoke --seeds 0
+
+clean-results:
+	rm -rf $(RESULTS)/cells $(RESULTS)/pretrain $(RESULTS)/scratch

@@ -1,0 +1,83 @@
+"""Options shared by `run` and `grid`, and the one function that executes a list of cells."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import runner
+from ..contracts import UserError
+from ..store import Store
+from ..ui import CellProgress, console, err_console, metrics_table
+
+PROFILES = ("smoke", "default", "paper")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    world = p.add_mutually_exclusive_group()
+    world.add_argument("--profile", choices=PROFILES, default=None,
+                       help="synthetic world (generated once and cached; default: default)")
+    world.add_argument("--data", metavar="DIR", help="folder of native feature files (pretrain.h5, ave.h5, ...)")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world generator")
+    p.add_argument("--results", default="results", metavar="DIR", help="result store (default results/)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S", help="seeds (a grid axis)")
+    p.add_argument("--overwrite", choices=runner.OVERWRITE, default="only-missing")
+    p.add_argument("--executor", choices=("local", "pool", "ray", "slurm"), default="local")
+    p.add_argument("--workers", type=int, default=2, help="processes for --executor pool")
+    p.add_argument("--shard", metavar="i/n", help="run only every n-th cell starting at i (sorted cell list)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (never hashed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def options_from(args, profile_default: str = "default") -> runner.Options:
+    results = Path(args.results)
+    if results.exists() and not results.is_dir():
+        raise UserError(f"--results '{results}' is not a directory")
+    world = runner.WorldChoice(profile=None if args.data else (args.profile or profile_default), data=args.data,
+                               world_seed=args.world_seed, cache_root=str(results / "data"))
+    return runner.Options(overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world)
+
+
+def execute(planner, args, profile_default: str = "default", title: str = "cells"):
+    """Plan (`planner(world) -> cells`; world None = validate specs only), shard, run.
+
+    Returns (outcomes, exit code) and prints a summary naming every failed or missing cell."""
+    options = options_from(args, profile_default)
+    runner.resolve_device(options.device)
+    store = Store(args.results)
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    # validate every spec before generating data (cheap, and a typo should not wait for a world)
+    planner(None)
+    world = options.world.open(generate=options.overwrite != "only-cache")
+    if world is None:
+        raise UserError(f"world {options.world.label} is not generated yet and --overwrite only-cache computes nothing")
+    cells = runner.shard(planner(world), args.shard)
+    with CellProgress(len(cells), quiet=options.quiet, title=title) as ui:
+        if args.executor == "local":
+            outcomes = runner.run_local(cells, world, store, options, ui)
+        elif args.executor == "pool":
+            outcomes = runner.run_pool(cells, store, options, args.workers, ui)
+        else:
+            from .. import executors  # optional engines (Ray, Slurm via submitit)
+            outcomes = executors.run(args.executor, cells, store, options, args, ui)
+    failed = [o for o in outcomes if o.status == "failed"]
+    missing = [o for o in outcomes if o.status == "missing"]
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("cached", "ran", "failed", "missing")}
+    summary = " · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "missing")
+    err_console.print(f"{len(outcomes)} cells: {summary}  (store: {store.root})")
+    for o in failed:
+        err_console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")
+    for o in missing:
+        err_console.print(f"[yellow]missing[/] {o.cell.label}")
+    code = 1 if failed or missing else 0
+    return outcomes, code
+
+
+def print_results(outcomes) -> None:
+    for o in sorted(outcomes, key=lambda o: o.cell.sort_key()):
+        if o.result is not None:
+            console.print(metrics_table(o.result, o.status))
+            note = o.result.get("notes", {}).get("pretrain")
+            if note:
+                console.print(f"  [dim]pretrain: {note}[/]" if o.status == "ran" else
+                              "  [dim]pretrain: (cell served from cache)[/]")

@@ -1,0 +1,60 @@
+"""`ls methods|tasks|refiners|grids [-v]`: the registry from its YAML cards (imports no torch)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from .. import registry
+from ..ui import console
+
+KINDS = {"methods": "method", "tasks": "task", "refiners": "refiner"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("ls", help="list registered methods, tasks, refiners or grids")
+    p.add_argument("what", choices=[*KINDS, "grids"], nargs="?", default="methods")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every option with default and choices")
+    p.add_argument("--all", action="store_true", help="include hidden test-only entries")
+    p.set_defaults(func=main)
+
+
+def _option_text(entry: registry.Entry) -> str:
+    lines = []
+    for name, opt in entry.options.items():
+        choice = f" ∈ {{{', '.join(map(str, opt.choices))}}}" if opt.choices else ""
+        lines.append(f"{name}={opt.default!r}{choice}" + (f"  [dim]{opt.help}[/]" if opt.help else ""))
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    if args.what == "grids":
+        from .grid import GRID_DIR
+        table = Table("grid", "title", title="grids (benchmark/grids)")
+        import yaml
+        for path in sorted(Path(GRID_DIR).glob("*.yaml")):
+            data = yaml.safe_load(path.read_text()) or {}
+            table.add_row(path.stem, str(data.get("title", "")))
+        console.print(table)
+        return 0
+    kind = KINDS[args.what]
+    table = Table(title=f"{args.what} ({len(registry.entries(kind))})")
+    table.add_column("name", style="bold")
+    table.add_column("v", justify="right")
+    if kind == "method":
+        table.add_column("discrete")
+    table.add_column("summary")
+    if args.verbose:
+        table.add_column("options (default ∈ choices)")
+    for name, entry in sorted(registry.entries(kind).items()):
+        if entry.hidden and not args.all:
+            continue
+        row = [name, str(entry.version)]
+        if kind == "method":
+            row.append("yes" if entry.discrete else "no")
+        row.append(entry.summary)
+        if args.verbose:
+            row.append(_option_text(entry))
+        table.add_row(*row)
+    console.print(table)
+    return 0

@@ -1,0 +1,335 @@
+"""Cross methods × tasks × seeds into cells; compute each at most once; cache pretraining separately.
+
+A cell's life: plan (resolve specs, fingerprint the data, key) -> skip if cached -> lock -> re-check ->
+pretrain (or load the cached pretraining) -> refine (training-free) -> evaluate -> write atomically.
+Any exception inside a cell becomes `error.json` and the grid goes on; the caller reports failures.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import spec as specs
+from .contracts import RunContext, UserError
+from .store import Store, atomic_write_json, environment, file_lock
+
+OVERWRITE = ("never", "only-missing", "always", "only-cache")
+
+
+# --------------------------------------------------------------------------- world selection
+@dataclass(frozen=True)
+class WorldChoice:
+    """Which feature files a run uses: a synthetic profile (generated once, cached) or a user directory."""
+
+    profile: str | None = "default"
+    data: str | None = None
+    world_seed: int = 0
+    cache_root: str = "results/data"
+
+    @property
+    def label(self) -> str:
+        return f"data:{self.data}" if self.data else f"{self.profile}-s{self.world_seed}"
+
+    def open(self, generate: bool = True):
+        from tasks.data import ensure_world, open_world  # heavy-ish; only when a world is needed
+        if self.data:
+            root = Path(self.data)
+            if not root.is_dir():
+                raise UserError(f"--data '{self.data}' is not a directory (expected a folder of native .h5 files)")
+            return open_world(root)
+        root = Path(self.cache_root) / f"{self.profile}-s{self.world_seed}"
+        if not generate and not (root / ".complete").exists():
+            return None
+        return open_world(ensure_world(self.profile, self.world_seed, self.cache_root))
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- cells
+@dataclass
+class Cell:
+    method: specs.MethodSpec
+    task: specs.TaskSpec
+    seed: int
+    key: str = ""
+    data_fingerprint: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.canonical()} × {self.task.canonical()} × seed {self.seed}"
+
+    def sort_key(self):
+        return (self.task.canonical(), self.method.canonical(), self.seed, self.key)
+
+
+def task_datasets(task: specs.TaskSpec) -> tuple[tuple[str, ...], bool]:
+    """(datasets the task reads, whether it needs a pretrained model): from the card if it says, else the class."""
+    extra = task.component.entry.extra
+    if "datasets" in extra:
+        return tuple(extra["datasets"]), bool(extra.get("needs_pretrained", True))
+    impl = task.component.entry.load()
+    return tuple(impl.datasets), bool(getattr(impl, "needs_pretrained", True))
+
+
+def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable[int], world) -> list[Cell]:
+    """Resolve specs and key every cell. `world` may be None (not generated yet): keys are then left empty."""
+    cells, seen = [], set()
+    methods = [specs.parse_method(m) for m in method_specs]
+    tasks = [specs.parse_task(t) for t in task_specs]
+    for task in tasks:
+        datasets, needs_pretrained = task_datasets(task)
+        names = (("pretrain",) if needs_pretrained else ()) + datasets
+        fingerprint = world.fingerprint(names) if world is not None else ""
+        for method in methods:
+            for seed in seeds:
+                cell = Cell(method, task, int(seed), data_fingerprint=fingerprint)
+                if world is not None:
+                    cell.key = specs.cell_key(method, task, fingerprint, seed)
+                ident = (method.canonical(), task.canonical(), int(seed))
+                if ident not in seen:
+                    seen.add(ident)
+                    cells.append(cell)
+    return sorted(cells, key=Cell.sort_key)
+
+
+def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
+    if not spec:
+        return cells
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise UserError(f"--shard expects i/n with 0 <= i < n, got '{spec}'") from None
+    return cells[i::n]
+
+
+# --------------------------------------------------------------------------- pretraining cache
+_MEMORY: dict[str, Any] = {}  # pretrain key -> Pretrained, so N tasks in one process reuse one model
+
+
+def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext):
+    """Load the cached pretraining for (method cfg, corpus, seed) or train it once (locked across processes)."""
+    corpus = world.corpus()
+    key = specs.pretrain_key(cell.method, corpus.fingerprint, cell.seed)
+    method = cell.method.base.entry.load()
+    cfg = cell.method.base.cfg
+    if key in _MEMORY:
+        ctx.notes["pretrain"] = f"cached in memory ({key})"
+        return _MEMORY[key], key
+    directory = store.pretrain_dir(cell.method.base.name, key)
+    with file_lock(directory.parent / f".{key}.lock"):
+        done = directory / "complete.json"
+        if done.exists():
+            t0 = time.perf_counter()
+            pretrained = method.load(directory / "model", cfg, ctx)
+            ctx.notes["pretrain"] = f"cached ({key}, loaded in {time.perf_counter() - t0:.1f}s)"
+        else:
+            ctx.log(f"pretraining {cell.method.base.canonical()} (seed {cell.seed}) -> {directory}")
+            seed_everything(cell.seed)
+            ctx.pretrain_dir = directory / "checkpoints"
+            t0 = time.perf_counter()
+            pretrained = method.pretrain(corpus, cfg, cell.seed, ctx)
+            seconds = time.perf_counter() - t0
+            model_dir = directory / "model"
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            pretrained.save(model_dir)
+            atomic_write_json(directory / "meta.json", {
+                "method": cell.method.pretrain_resolved(), "corpus": corpus.fingerprint, "seed": cell.seed,
+                "pretrain_s": seconds, "diagnostics": pretrained.diagnostics(), "env": environment()})
+            atomic_write_json(done, {"key": key, "created": _now()})
+            ctx.notes["pretrain"] = f"trained ({key}, {seconds:.1f}s)"
+            ctx.notes["pretrain_s"] = round(seconds, 3)
+    pretrained.to(ctx.device)
+    _MEMORY.clear()  # keep at most one model resident
+    _MEMORY[key] = pretrained
+    return pretrained, key
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> dict:
+    """Run one cell and return its result dict (not yet written)."""
+    t0 = time.perf_counter()
+    task = cell.task.component.entry.load()
+    task.validate(cell.task.component.cfg)
+    pretrained, pkey = None, None
+    if getattr(task, "needs_pretrained", True):
+        pretrained, pkey = get_pretrained(cell, world, store, ctx)
+        for refiner in cell.method.refiners:
+            pretrained = refiner.entry.load().refine(pretrained, refiner.cfg, ctx)
+        ctx.notes.setdefault("refiners", [r.canonical() for r in cell.method.refiners])
+    t1 = time.perf_counter()
+    seed_everything(cell.seed)
+    metrics = task.evaluate(pretrained, world, cell.task.component.cfg, cell.seed, ctx)
+    t2 = time.perf_counter()
+    _check_metrics(metrics, cell)
+    return {
+        "schema_version": specs.SCHEMA_VERSION, "key": cell.key,
+        "method": cell.method.canonical(), "method_base": cell.method.base.name,
+        "refiners": [r.name for r in cell.method.refiners], "discrete": cell.method.discrete,
+        "task": cell.task.canonical(), "task_name": cell.task.name, "task_version": cell.task.component.entry.version,
+        "seed": cell.seed, "data_fingerprint": cell.data_fingerprint, "world": ctx.notes.pop("world", None),
+        "pretrain_key": pkey, "metrics": metrics, "main_metric": task.main_metric,
+        "higher_is_better": dict(task.higher_is_better),
+        "timings": {"pretrain_and_refine_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3),
+                    "total_s": round(t2 - t0, 3)},
+        "diagnostics": pretrained.diagnostics() if pretrained is not None else {},
+        "notes": dict(ctx.notes), "created": _now(),
+    }
+
+
+def _check_metrics(metrics, cell: Cell) -> None:
+    if not isinstance(metrics, dict) or not metrics:
+        raise RuntimeError(f"task {cell.task.name} returned no metrics")
+    for direction, values in metrics.items():
+        if not isinstance(values, dict):
+            raise RuntimeError(f"task {cell.task.name}: metrics['{direction}'] is not a dict")
+
+
+# --------------------------------------------------------------------------- execution
+@dataclass
+class Outcome:
+    cell: Cell
+    status: str  # cached | ran | failed | missing
+    result: dict | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Options:
+    overwrite: str = "only-missing"
+    device: str = "cpu"
+    quiet: bool = False
+    world: WorldChoice = field(default_factory=WorldChoice)
+
+
+def _config_of(cell: Cell, options: Options) -> dict:
+    return {"method": cell.method.resolved(), "task": cell.task.resolved(), "seed": cell.seed,
+            "data_fingerprint": cell.data_fingerprint, "world": options.world.label,
+            "spec": {"method": cell.method.canonical(), "task": cell.task.canonical()},
+            "unhashed": {"device": options.device, "overwrite": options.overwrite}}
+
+
+def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunContext) -> Outcome:
+    """Cached, computed or failed: the single place where one cell is decided and written."""
+    cell_dir = store.cell_dir(cell.task.canonical(), cell.method.canonical(), cell.key)
+    if options.overwrite != "always":
+        cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+        if cached is not None:
+            return Outcome(cell, "cached", cached)
+        if options.overwrite == "only-cache":
+            return Outcome(cell, "missing")
+        if options.overwrite == "never" and (cell_dir / "error.json").exists():
+            return Outcome(cell, "failed", error="previous failure (overwrite=never)")
+    t0 = time.perf_counter()
+    with store.lock(cell_dir):
+        if options.overwrite != "always":  # another process may have finished it while we waited
+            cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+            if cached is not None:
+                return Outcome(cell, "cached", cached)
+        ctx.scratch = store.root / "scratch" / cell.key
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        ctx.notes = {"world": options.world.label}
+        try:
+            result = compute_cell(cell, world, store, ctx)
+        except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the grid
+            message = f"{type(exc).__name__}: {exc}"
+            store.write_error(cell_dir, {"key": cell.key, "method": cell.method.canonical(),
+                                         "task": cell.task.canonical(), "seed": cell.seed, "error": message,
+                                         "traceback": traceback.format_exc(), "created": _now()})
+            return Outcome(cell, "failed", error=message, seconds=time.perf_counter() - t0)
+        finally:
+            shutil.rmtree(ctx.scratch, ignore_errors=True)
+        env = environment()
+        env["device"] = options.device
+        store.write_result(cell_dir, result, _config_of(cell, options), env)
+    return Outcome(cell, "ran", result, seconds=time.perf_counter() - t0)
+
+
+def make_context(options: Options, progress=None, log: Callable[[str], None] | None = None) -> RunContext:
+    ctx = RunContext(device=resolve_device(options.device))
+    if progress is not None:
+        ctx.progress = progress
+    if log is not None:
+        ctx.log = log
+    return ctx
+
+
+def resolve_device(device: str) -> str:
+    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+        raise UserError(f"--device must be cpu, cuda, cuda:N or auto, got '{device}'")
+    if device == "cpu":
+        return "cpu"
+    import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device} requested but torch sees no CUDA device (use --device cpu or auto)")
+    return device
+
+
+def run_local(cells: list[Cell], world, store: Store, options: Options, ui) -> list[Outcome]:
+    outcomes = []
+    ctx = make_context(options, progress=ui.inner, log=ui.log)
+    for cell in cells:
+        ui.start(cell)
+        outcome = execute_cell(cell, world, store, options, ctx)
+        ui.done(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _pool_worker(payload: dict) -> dict:
+    """Runs in a child process: rebuild everything from strings (specs, paths) and run one cell."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
+    import torch
+    torch.set_num_threads(payload["threads"])
+    options = Options(**{**payload["options"], "world": WorldChoice(**payload["world"])})
+    world = options.world.open()
+    cell = plan([payload["method"]], [payload["task"]], [payload["seed"]], world)[0]
+    outcome = execute_cell(cell, world, Store(payload["store"]), options, make_context(options))
+    return {"status": outcome.status, "error": outcome.error, "result": outcome.result, "seconds": outcome.seconds}
+
+
+def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui) -> list[Outcome]:
+    """One process per worker; cells sharing a pretraining serialise on its lock, others run in parallel."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    base = {"overwrite": options.overwrite, "device": options.device, "quiet": True}
+    world = {"profile": options.world.profile, "data": options.world.data, "world_seed": options.world.world_seed,
+             "cache_root": options.world.cache_root}
+    outcomes = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {}
+        for cell in cells:
+            payload = {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
+                       "store": str(store.root), "options": base, "world": world, "threads": threads}
+            futures[pool.submit(_pool_worker, payload)] = cell
+        for future in as_completed(futures):
+            cell = futures[future]
+            try:
+                out = future.result()
+                outcome = Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
+            except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
+                outcome = Outcome(cell, "failed", error=f"worker crashed: {exc}")
+            ui.done(outcome)
+            outcomes.append(outcome)
+    return outcomes

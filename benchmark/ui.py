@@ -1,0 +1,99 @@
+"""Terminal output: one rich progress display (cells bar + transient inner bars) and result tables."""
+from __future__ import annotations
+
+import sys
+from typing import Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class CellProgress:
+    """Top bar over cells with cached / ran / failed counters; inner bars (pretraining epochs, head
+    training) appear under it while they run and vanish when done. Quiet mode prints nothing."""
+
+    def __init__(self, total: int, quiet: bool = False, title: str = "cells"):
+        self.quiet = quiet
+        self.counts = {"cached": 0, "ran": 0, "failed": 0, "missing": 0}
+        self.title = title
+        self.progress = None
+        if not quiet:
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                                     transient=False, refresh_per_second=4)
+            self.task = self.progress.add_task(self._describe(""), total=total)
+
+    def _describe(self, current: str) -> str:
+        c = self.counts
+        text = (f"[bold]{self.title}[/] cached {c['cached']} · ran {c['ran']} · "
+                f"[red]failed {c['failed']}[/]" + (f" · missing {c['missing']}" if c["missing"] else ""))
+        return text + (f"  [dim]{current}[/]" if current else "")
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def start(self, cell) -> None:
+        if self.progress:
+            self.progress.update(self.task, description=self._describe(cell.label))
+
+    def done(self, outcome) -> None:
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        if self.progress:
+            self.progress.update(self.task, advance=1, description=self._describe(""))
+        if outcome.status == "failed":
+            self.log(f"[red]failed[/] {outcome.cell.label}: {outcome.error}")
+
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        (self.progress.console if self.progress else err_console).print(message)
+
+    def inner(self, iterable: Iterable, description: str = "", total: int | None = None):
+        if not self.progress:
+            yield from iterable
+            return
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        task = self.progress.add_task(f"  {description}", total=total)
+        try:
+            for item in iterable:
+                yield item
+                self.progress.advance(task)
+        finally:
+            self.progress.remove_task(task)
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.4g}"
+    return str(value)
+
+
+def metrics_table(result: dict, status: str = "") -> Table:
+    """Directions × metrics for one cell."""
+    metrics = result["metrics"]
+    names: list[str] = []
+    for values in metrics.values():
+        names += [k for k in values if k not in names and isinstance(values[k], (int, float))]
+    title = f"{result['method']} × {result['task']} · seed {result['seed']}" + (f" · {status}" if status else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("direction")
+    for name in names:
+        table.add_column(name + (" *" if name == result.get("main_metric") else ""), justify="right")
+    for direction, values in metrics.items():
+        table.add_row(direction, *[fmt(values.get(n, "")) for n in names])
+    return table
+
+
+def print_error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")

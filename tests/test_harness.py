@@ -1,0 +1,188 @@
+"""Harness behaviours (issue 2): spec grammar, cache keys, cells, resume after kill -9, concurrency, errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark import spec
+from benchmark.contracts import UserError
+from benchmark.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([sys.executable, "-m", "benchmark", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from tasks.data import synthesize
+    out = tmp_path_factory.mktemp("world")
+    synthesize("smoke", 0, out)
+    return out
+
+
+def result_files(store: Path):
+    return sorted(store.glob("cells/*/*/*/result.json"))
+
+
+# --------------------------------------------------------------------------- spec grammar and keys
+def test_two_spellings_of_one_config_share_a_key():
+    a = spec.parse_method("tinymethod")
+    b = spec.parse_method("tinymethod@dim=8")          # the default, spelled out
+    c = spec.parse_method("tinymethod@codes=16,dim=8")  # order and defaults do not matter
+    t = spec.parse_task("tinytask")
+    keys = {spec.cell_key(m, t, "fp", 0) for m in (a, b, c)}
+    assert len(keys) == 1 and a.canonical() == b.canonical() == "tinymethod"
+
+
+def test_overrides_change_key_and_canonical_form():
+    t = spec.parse_task("tinytask")
+    a, b = spec.parse_method("tinymethod"), spec.parse_method("tinymethod@dim=4,codes=8")
+    assert b.canonical() == "tinymethod@codes=8,dim=4"
+    assert spec.cell_key(a, t, "fp", 0) != spec.cell_key(b, t, "fp", 0)
+    assert spec.cell_key(a, t, "fp", 0) != spec.cell_key(a, t, "fp", 1)      # seed is part of the key
+    assert spec.cell_key(a, t, "fp", 0) != spec.cell_key(a, t, "fp2", 0)     # so is the data
+    assert spec.parse_method("tinymethod@sleep=1").base.cfg["sleep"] == 1.0  # int coerced to the float option
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fcid", "unknown method 'fcid'"),
+    ("tinymethod@", "empty override list"),
+    ("tinymethod@dim", "expected key=value"),
+    ("tinymethod@dim=x", "expects int"),
+    ("tinymethod@dimm=3", "did you mean 'dim'"),
+    ("tinymethod+", "empty component"),
+    ("tinymethod+nosuchrefiner", "unknown refiner 'nosuchrefiner'"),
+])
+def test_malformed_specs_raise_user_errors(text, message):
+    with pytest.raises(UserError, match=message):
+        spec.parse_method(text)
+
+
+# --------------------------------------------------------------------------- CLI end to end
+def test_run_writes_cells_and_rerun_is_cached(world, tmp_path):
+    store = tmp_path / "store"
+    first = cli("run", "--method", "tinymethod", "--task", "tinytask", "--seeds", "0", "1", "--data", world,
+                "--results", store, "-q")
+    assert first.returncode == 0, first.stderr
+    assert "2 cells: cached 0 · ran 2 · failed 0" in first.stderr
+    files = result_files(store)
+    assert len(files) == 2
+    for f in files:
+        assert {"config.json", "env.json"} <= {p.name for p in f.parent.iterdir()}
+        env = json.loads((f.parent / "env.json").read_text())
+        assert {"python", "torch", "git_sha", "git_dirty", "unibench"} <= set(env)
+    before = {f: f.read_text() for f in files}
+    second = cli("run", "--method", "tinymethod", "--task", "tinytask", "--seeds", "0", "1", "--data", world,
+                 "--results", store, "-q")
+    assert second.returncode == 0, second.stderr
+    assert "cached 2 · ran 0" in second.stderr
+    assert {f: f.read_text() for f in result_files(store)} == before  # nothing recomputed or rewritten
+    assert "V->A" in second.stdout  # the directions table is printed
+
+
+def test_failing_cell_writes_error_and_grid_continues(world, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("methods: [tinymethod]\ntasks: [tinytask, 'tinytask@fail=true']\nseeds: [0]\n")
+    out = cli("grid", grid, "--data", world, "--results", tmp_path / "s", "-q")
+    assert out.returncode == 1
+    assert "ran 1 · failed 1" in out.stderr and "FAILED" in out.stderr
+    errors = list((tmp_path / "s").glob("cells/*/*/*/error.json"))
+    assert len(errors) == 1 and "asked to fail" in json.loads(errors[0].read_text())["error"]
+    assert len(result_files(tmp_path / "s")) == 1
+
+
+def test_kill_9_leaves_no_partial_result_and_rerun_completes_missing_only(world, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("methods: [tinymethod]\ntasks: ['tinytask@sleep=0.6']\nseeds: [0, 1, 2, 3, 4, 5]\n")
+    store = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "grid", str(grid), "--data", str(world),
+                             "--results", str(store), "-q"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while len(result_files(store)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = result_files(store)
+    assert 2 <= len(done) < 6
+    for f in done:  # every result.json that exists is complete
+        assert json.loads(f.read_text())["metrics"]
+    stamps = {f: f.stat().st_mtime_ns for f in done}
+    rerun = cli("grid", grid, "--data", world, "--results", store, "-q")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"cached {len(done)} · ran {6 - len(done)}" in rerun.stderr
+    assert len(result_files(store)) == 6
+    assert all(f.stat().st_mtime_ns == t for f, t in stamps.items())
+
+
+def test_two_concurrent_grids_compute_every_cell_exactly_once(world, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("methods: [tinymethod, 'tinymethod@dim=4']\ntasks: ['tinytask@sleep=0.2']\nseeds: [0, 1, 2]\n")
+    store = tmp_path / "s"
+    cmd = [sys.executable, "-m", "benchmark", "grid", str(grid), "--data", str(world), "--results", str(store), "-q"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    ran = sum(int(err.split("ran ")[1].split()[0]) for _, err in outs)
+    assert ran == 6  # each of the 6 cells computed by exactly one process
+    assert len(result_files(store)) == 6
+    assert len({json.loads(f.read_text())["key"] for f in result_files(store)}) == 6
+
+
+def test_pool_executor_and_shards_match_local(world, tmp_path):
+    args = ["--method", "tinymethod", "--task", "tinytask", "--seeds", "0", "1", "2", "--data", world, "-q"]
+    local = cli("run", *args, "--results", tmp_path / "local")
+    pool = cli("run", *args, "--results", tmp_path / "pool", "--executor", "pool", "--workers", "2")
+    assert local.returncode == 0 and pool.returncode == 0, pool.stderr
+
+    def metrics(store):
+        return {r["key"]: r["metrics"] for r in Store(store).results()}
+    assert metrics(tmp_path / "local") == metrics(tmp_path / "pool")
+    for i in range(2):
+        assert cli("run", *args, "--results", tmp_path / "shard", "--shard", f"{i}/2").returncode == 0
+    assert metrics(tmp_path / "shard") == metrics(tmp_path / "local")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--method", "fcid", "--task", "tinytask"], "unknown method 'fcid'"),
+    (["run", "--method", "tinymethod@dim", "--task", "tinytask"], "malformed spec"),
+    (["run", "--method", "tinymethod@bogus=1", "--task", "tinytask"], "unknown option 'bogus'"),
+    (["run", "--method", "tinymethod", "--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+    (["run", "--method", "tinymethod", "--task", "tinytask", "--data", "/nonexistent/dir"], "is not a directory"),
+    (["grid", "/nonexistent/grid.yaml"], "does not exist"),
+    (["grid", "nosuchgrid"], "unknown grid 'nosuchgrid'"),
+    (["run", "--method", "tinymethod", "--task", "tinytask", "--shard", "3/2"], "--shard expects"),
+    (["ls", "widgets"], "invalid choice"),
+])
+def test_user_errors_exit_2_with_one_line(argv, message, tmp_path):
+    out = cli(*argv, "--results", tmp_path) if argv[0] != "ls" else cli(*argv)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_yaml_grid_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [tinymethod\ntasks: ]\n")
+    out = cli("grid", bad, "--results", tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: bad YAML")
+
+
+def test_ls_does_not_import_torch():
+    code = ("import sys; from benchmark.__main__ import main; main(['ls', 'methods', '-v']); "
+            "main(['ls', 'tasks']); assert 'torch' not in sys.modules, 'ls imported torch'")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
