@@ -316,20 +316,22 @@ def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui
     base = {"overwrite": options.overwrite, "device": options.device, "quiet": True}
     world = {"profile": options.world.profile, "data": options.world.data, "world_seed": options.world.world_seed,
              "cache_root": options.world.cache_root}
+    from .executors import phases
     outcomes = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {}
-        for cell in cells:
-            payload = {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
-                       "store": str(store.root), "options": base, "world": world, "threads": threads}
-            futures[pool.submit(_pool_worker, payload)] = cell
-        for future in as_completed(futures):
-            cell = futures[future]
-            try:
-                out = future.result()
-                outcome = Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
-            except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
-                outcome = Outcome(cell, "failed", error=f"worker crashed: {exc}")
-            ui.done(outcome)
-            outcomes.append(outcome)
+        for phase in phases(cells):  # pretrainings first, so workers never queue on one model's lock
+            futures = {}
+            for cell in phase:
+                payload = {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
+                           "store": str(store.root), "options": base, "world": world, "threads": threads}
+                futures[pool.submit(_pool_worker, payload)] = cell
+            for future in as_completed(futures):
+                cell = futures[future]
+                try:
+                    out = future.result()
+                    outcome = Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
+                except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
+                    outcome = Outcome(cell, "failed", error=f"worker crashed: {exc}")
+                ui.done(outcome)
+                outcomes.append(outcome)
     return outcomes

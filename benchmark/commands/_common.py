@@ -23,6 +23,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", choices=runner.OVERWRITE, default="only-missing")
     p.add_argument("--executor", choices=("local", "pool", "ray", "slurm"), default="local")
     p.add_argument("--workers", type=int, default=2, help="processes for --executor pool")
+    p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local one)")
+    p.add_argument("--slurm-partition", help="Slurm partition for --executor slurm")
+    p.add_argument("--slurm-time", type=int, default=60, help="minutes per Slurm job")
+    p.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per Slurm job")
+    p.add_argument("--slurm-cluster", default=None, choices=(None, "slurm", "local", "debug"),
+                   help="submitit backend (default: auto-detect; local/debug run without Slurm)")
     p.add_argument("--shard", metavar="i/n", help="run only every n-th cell starting at i (sorted cell list)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (never hashed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -1,0 +1,108 @@
+"""Distributed executors for users who outgrow one machine: Ray and Slurm (through submitit).
+
+Both run exactly the cells `local` runs, through the same `runner._pool_worker` (specs travel as canonical
+strings, the store is shared storage), so keys and numbers are identical. Scheduling is two-phase: one cell per
+distinct pretraining first (that is the expensive node), then every dependent cell, which finds its model in
+the pretraining cache. The engines are optional extras: `pip install .[ray]` / `pip install .[slurm]`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import runner
+from .contracts import UserError
+
+
+def phases(cells: list) -> tuple[list, list]:
+    """(first cell of every (method, seed) pretraining group, all remaining cells)."""
+    first, rest, seen = [], [], set()
+    for cell in cells:
+        group = (cell.method.base.canonical(), cell.seed)
+        (rest if group in seen else first).append(cell)
+        seen.add(group)
+    return first, rest
+
+
+def _payload(cell, store, options, threads: int) -> dict:
+    return {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
+            "store": str(Path(store.root).resolve()), "threads": threads,
+            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True},
+            "world": {"profile": options.world.profile,
+                      "data": str(Path(options.world.data).resolve()) if options.world.data else None,
+                      "world_seed": options.world.world_seed,
+                      "cache_root": str(Path(options.world.cache_root).resolve())}}
+
+
+def _outcome(cell, out: dict) -> runner.Outcome:
+    return runner.Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
+
+
+def run(kind: str, cells: list, store, options, args, ui) -> list:
+    if kind == "ray":
+        return run_ray(cells, store, options, args, ui)
+    if kind == "slurm":
+        return run_slurm(cells, store, options, args, ui)
+    raise UserError(f"unknown executor '{kind}'")
+
+
+def run_ray(cells, store, options, args, ui) -> list:
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise UserError("--executor ray needs Ray: pip install '.[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"address": args.address} if getattr(args, "address", None) else {
+            "num_cpus": max(1, args.workers), "include_dashboard": False}
+        ray.init(log_to_driver=False, **kwargs)
+        started = True
+    gpus = 1 if options.device.startswith("cuda") else 0
+    remote = ray.remote(num_cpus=1, num_gpus=gpus)(runner._pool_worker)
+    outcomes = []
+    try:
+        for phase in phases(cells):
+            futures = {remote.remote(_payload(c, store, options, 1)): c for c in phase}
+            pending = list(futures)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                cell = futures[done[0]]
+                try:
+                    outcome = _outcome(cell, ray.get(done[0]))
+                except Exception as exc:  # noqa: BLE001 - a crashed task is a failed cell
+                    outcome = runner.Outcome(cell, "failed", error=f"ray task failed: {exc}")
+                ui.done(outcome)
+                outcomes.append(outcome)
+    finally:
+        if started:
+            ray.shutdown()
+    return outcomes
+
+
+def run_slurm(cells, store, options, args, ui) -> list:
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise UserError("--executor slurm needs submitit: pip install '.[slurm]'") from None
+    folder = Path(store.root) / "slurm" / "%j"
+    cluster = getattr(args, "slurm_cluster", None)  # None = auto-detect; "debug"/"local" for tests
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    params = {"timeout_min": getattr(args, "slurm_time", 60), "cpus_per_task": 2}
+    if executor.cluster == "slurm":
+        if getattr(args, "slurm_partition", None):
+            params["slurm_partition"] = args.slurm_partition
+        params["gpus_per_node"] = getattr(args, "slurm_gpus", 0)
+        params["slurm_array_parallelism"] = max(1, args.workers)
+    executor.update_parameters(**params)
+    outcomes = []
+    for phase in phases(cells):
+        if not phase:
+            continue
+        jobs = executor.map_array(runner._pool_worker, [_payload(c, store, options, 2) for c in phase])
+        for cell, job in zip(phase, jobs):
+            try:
+                outcome = _outcome(cell, job.result())
+            except Exception as exc:  # noqa: BLE001
+                outcome = runner.Outcome(cell, "failed", error=f"slurm job failed: {exc}")
+            ui.done(outcome)
+            outcomes.append(outcome)
+    return outcomes
