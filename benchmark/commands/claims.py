@@ -1,0 +1,39 @@
+"""`claims`: evaluate the seven claims of PAPERS.md on the result store (holds / fails / inconclusive).
+
+Rules are fixed in `benchmark/claims.py` (docstring); verdicts are printed and written to
+`<out>/claims.md` and `<out>/claims.json`. Never trains.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import claims
+from ..contracts import UserError
+from ..store import Store
+from ..ui import console, err_console
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("claims", help="check the papers' claims on stored results (never trains)")
+    p.add_argument("--results", default="results", metavar="DIR", help="result store (default results/)")
+    p.add_argument("--out", metavar="DIR", help="where claims.md / claims.json go (default <results>/tables)")
+    p.add_argument("--world", help="world label to use when the store holds several (e.g. default-s0)")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    results_dir = Path(args.results)
+    if not results_dir.is_dir():
+        raise UserError(f"--results '{results_dir}' is not a directory (run `python -m benchmark grid ...` first)")
+    found, index = claims.evaluate(Store(results_dir).results(), world=args.world)
+    console.print(claims.to_rich(found, index))
+    console.print("Rules (a REL b, d = a − b paired by seed):", highlight=False)
+    for rel, rule in claims.RULES.items():
+        console.print(f"  a {rel} b: {rule}", highlight=False, soft_wrap=True)
+    console.print("  < 2 paired seeds: inconclusive; a claim holds if every comparison holds, fails if any fails.",
+                  highlight=False)
+    for w in index.warnings:
+        err_console.print(f"[yellow]warning[/] {w}", soft_wrap=True, highlight=False)
+    for path in claims.write(found, index, Path(args.out) if args.out else results_dir / "tables"):
+        err_console.print(f"wrote {path}", soft_wrap=True, highlight=False)
+    return 0

@@ -1,0 +1,98 @@
+"""`plot <figure> ...`: draw one figure as a PNG. Each figure is a subcommand registered in FIGURES.
+
+    python -m benchmark plot toc-heatmap --codebook codebook.pt --q 128 --out toc.png   (seed 000 Fig. 2)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..contracts import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("plot", help="draw a figure (PNG)")
+    figures = p.add_subparsers(dest="figure", metavar="{" + ",".join(FIGURES) + "}", parser_class=type(p))
+    for register in FIGURES.values():
+        register(figures)
+    p.set_defaults(func=lambda args: _missing_figure(p))
+
+
+def _missing_figure(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+# --------------------------------------------------------------------------- toc-heatmap
+def load_codebook(path: str, key: str | None = None):
+    """A codebook [L, D] from .npy, .npz or a torch file (.pt/.pth: a tensor or a dict of tensors; `key` picks)."""
+    import numpy as np
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--codebook '{path}' does not exist")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".npy":
+            found = {None: np.load(file, allow_pickle=False)}
+        elif suffix == ".npz":
+            with np.load(file, allow_pickle=False) as data:
+                found = {k: data[k] for k in data.files}
+        elif suffix in (".pt", ".pth"):
+            import torch
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+            found = ({k: v for k, v in obj.items() if hasattr(v, "shape")} if isinstance(obj, dict) else {None: obj})
+        else:
+            raise UserError(f"--codebook '{path}': expected a .npy, .npz, .pt or .pth file, got '{suffix or 'no suffix'}'")
+    except UserError:
+        raise
+    except Exception as exc:  # unreadable or corrupt file: a user error, not a traceback
+        raise UserError(f"--codebook '{path}' could not be read: {type(exc).__name__}: {exc}") from exc
+    if key is not None:
+        if key not in found:
+            raise UserError(f"--codebook '{path}' has no entry '{key}'; entries: {', '.join(map(str, found)) or '(none)'}")
+        array = found[key]
+    else:
+        matrices = {k: v for k, v in found.items() if len(getattr(v, "shape", ())) == 2}
+        if len(matrices) != 1:
+            raise UserError(f"--codebook '{path}' holds {len(matrices)} 2-D arrays "
+                            f"({', '.join(map(str, matrices)) or 'none'}); name one with --key")
+        (key, array), = matrices.items()
+    array = np.asarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] < 2:
+        raise UserError(f"--codebook '{path}': expected a 2-D [L, D] codebook with L >= 2, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise UserError(f"--codebook '{path}' contains NaN or infinite values")
+    return array
+
+
+def _toc_heatmap_parser(figures) -> None:
+    p = figures.add_parser("toc-heatmap", help="codebook cosine similarity before / after TOC (seed 000 Fig. 2)")
+    p.add_argument("--codebook", required=True, metavar="FILE", help="[L, D] codebook: .npy, .npz, .pt or .pth")
+    p.add_argument("--key", help="entry to use when the file holds several arrays")
+    p.add_argument("--q", type=int, default=128, help="dims kept by TOC (default 128)")
+    p.add_argument("--lam", type=float, default=0.3, help="λ of Eq. 17 (default 0.3)")
+    p.add_argument("--criterion", choices=("both", "sim", "var"), default="both")
+    p.add_argument("--max", type=int, default=1, help="max:min split (released scripts), default 1:0")
+    p.add_argument("--min", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="PNG", help="output image")
+    p.set_defaults(func=toc_heatmap_main)
+
+
+def toc_heatmap_main(args) -> int:
+    import torch
+
+    from methods.toc import check_options, select_dims, toc_scores
+
+    from ..plots import toc_heatmap
+    from ..ui import console
+    cfg = {"q": args.q, "lam": args.lam, "criterion": args.criterion, "max": args.max, "min": args.min}
+    check_options(cfg)
+    codebook = load_codebook(args.codebook, args.key)
+    kept = select_dims(toc_scores(torch.from_numpy(codebook), args.lam, args.criterion), args.q, args.max, args.min)
+    summary = toc_heatmap(codebook, kept.tolist(), args.out,
+                          title=f"TOC ({args.criterion}, λ={args.lam:g}, max:min={args.max}:{args.min})")
+    console.print(f"wrote {summary['path']}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} dims; "
+                  f"mean off-diagonal |cos| {summary['mean_abs_cos_before']:.3f} -> {summary['mean_abs_cos_after']:.3f}")
+    return 0
+
+
+FIGURES = {"toc-heatmap": _toc_heatmap_parser}

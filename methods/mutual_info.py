@@ -1,0 +1,128 @@
+"""Mutual-information estimators: CLUB (upper bound, minimised), cross-modal CPC and InfoNCE (lower bounds, maximised).
+
+- `CLUB` (Cheng et al. 2020): a Gaussian q(y|x) = N(μ(x), diag e^{logvar(x)}) learnt by likelihood; the sampled
+  vCLUB bound I ≈ E_p(x,y)[log q(y|x)] − E_p(x)E_p(y)[log q(y|x)] with in-batch shuffled negatives.
+- `CrossCPC` (Oord et al. 2018, DCID Eq. 10): per-modality LSTM contexts predict every modality's features r steps
+  ahead; in-batch negatives; cross pairs weigh 1, self pairs 0.1.
+- `info_nce`: cosine InfoNCE with in-batch negatives (FCCID's AV↔text term).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def mlp(dims: Sequence[int], final: nn.Module | None = None) -> nn.Sequential:
+    """Linear layers through `dims` with ReLU between them (and `final` after the last, if given)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    if final is not None:
+        layers.append(final)
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- CLUB
+class CLUB(nn.Module):
+    """Gaussian variational q(y|x); μ and logvar nets x→h→h→h→y (logvar ends in tanh, as coded)."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 128):
+        super().__init__()
+        self.mu = mlp([x_dim, hidden, hidden, hidden, y_dim])
+        self.logvar = mlp([x_dim, hidden, hidden, hidden, y_dim], nn.Tanh())
+
+    def log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
+        """½·mean over samples of Σ_d [−(μ−y)²/σ² − log σ²] (the Gaussian log-likelihood up to a constant)."""
+        mu, logvar = self.mu(x), self.logvar(x)
+        return (-(mu - y) ** 2 / logvar.exp() - logvar).sum(-1).mean() / 2
+
+    def learning_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """What the estimator's own optimiser minimises (negative log-likelihood)."""
+        return -self.log_likelihood(x, y)
+
+    def mi_upper_bound(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """vCLUB estimate (CLUB Eq. 4 with one shuffled negative per sample): x `[B, (T,) Dx]`, y `[B, (T,) Dy]`.
+
+        As coded for sequences: squared errors and logvar are averaged over T first, i.e. per clip
+        −mean_T (μ−y)² / exp(mean_T logvar); negatives pair clip i's x with clip π(i)'s y (π a random
+        permutation of the batch). Returns ½·mean_B Σ_d (positive − negative), in nats.
+        """
+        if x.dim() == 2:
+            x, y = x.unsqueeze(1), y.unsqueeze(1)
+        mu, logvar = self.mu(x), self.logvar(x)
+        perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        scale = logvar.mean(1).exp()
+        positive = -((mu - y) ** 2).mean(1) / scale
+        negative = -((mu - y[perm]) ** 2).mean(1) / scale
+        return (positive.sum(-1) - negative.sum(-1)).mean() / 2
+
+
+# --------------------------------------------------------------------------- contrastive scores
+def nce_nll(targets: Tensor, predictions: Tensor) -> Tensor:
+    """Mean over the batch of −log softmax_j(⟨target_i, pred_j⟩) at j = i: `[..., B, D]` × `[..., B, D]` -> `[...]`.
+
+    The other B−1 items of the batch are the negatives (CPC Eq. 4, InfoNCE). Equals log B when all scores tie.
+    """
+    scores = targets @ predictions.transpose(-1, -2)                 # [..., B, B]
+    return -torch.diagonal(scores.log_softmax(-1), dim1=-2, dim2=-1).mean(-1)
+
+
+def info_nce(query: Tensor, key: Tensor, temperature: float = 0.1, symmetric: bool = False) -> Tensor:
+    """InfoNCE on L2-normalised `[B, D]` pairs (query_i ↔ key_i positive), temperature τ; one direction by default
+    (as the `info-nce-pytorch` defaults FCCID used), both directions averaged when `symmetric`."""
+    q, k = F.normalize(query, dim=-1), F.normalize(key, dim=-1)
+    loss = nce_nll(q / temperature, k)
+    return (loss + nce_nll(k / temperature, q)) / 2 if symmetric else loss
+
+
+# --------------------------------------------------------------------------- cross-modal CPC
+def cpc_pair_weights(n_modalities: int, cross_weight: float = 1.0, self_weight: float = 0.1) -> Tensor:
+    """`[M, M]` weights of the (target modality, predicting modality) pairs: cross 1, self 0.1 (as coded)."""
+    return torch.full((n_modalities, n_modalities), cross_weight).fill_diagonal_(self_weight)
+
+
+def sample_anchor(length: int, horizon: int, generator: torch.Generator | None = None) -> int:
+    """One anchor step t ~ U{1, …, T−1−R} for the whole batch (as coded: {1..8} for T = 10, R = 1)."""
+    high = length - horizon            # exclusive upper bound: t + R <= T − 1
+    if high <= 1:
+        raise ValueError(f"cross-modal CPC needs T > horizon + 1 steps, got T={length}, horizon={horizon}")
+    return int(torch.randint(1, high, (1,), generator=generator).item())
+
+
+class CrossCPC(nn.Module):
+    """Cross-modal CPC over continuous modal-general features `{m: [B, T, D]}` (DCID Eq. 10).
+
+    One LSTM pass per modality over steps 0..t gives the context c^m_t; W^m_r c^m_t predicts f^n_{t+r} for every
+    modality n and horizon r = 1..R at once (batched einsums, no loop over time, pairs or horizons). Each
+    (n, m, r) scores the B targets against the B predictions; the loss is Σ_{n,m} w_nm · mean_r NCE_nmr.
+    """
+
+    def __init__(self, modalities: Sequence[str], dim: int, hidden: int, layers: int = 2, horizon: int = 1,
+                 cross_weight: float = 1.0, self_weight: float = 0.1):
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.horizon = int(horizon)
+        self.lstms = nn.ModuleDict({m: nn.LSTM(dim, hidden, layers, batch_first=True) for m in self.modalities})
+        bound = 1.0 / math.sqrt(hidden)          # nn.Linear's default init, one W_r per (modality, horizon)
+        shape = (len(self.modalities), self.horizon)
+        self.weight = nn.Parameter(torch.empty(*shape, hidden, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(*shape, dim).uniform_(-bound, bound))
+        self.register_buffer("pair_weights", cpc_pair_weights(len(self.modalities), cross_weight, self_weight))
+
+    def pair_losses(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """NCE per (target n, predictor m, horizon r): `[M, M, R]`."""
+        feats = torch.stack([z[m] for m in self.modalities])              # [M, B, T, D]
+        t = sample_anchor(feats.shape[2], self.horizon, generator)
+        context = torch.stack([self.lstms[m](z[m][:, :t + 1])[0][:, -1] for m in self.modalities])  # [M, B, H]
+        predictions = torch.einsum("mbh,mrhd->mrbd", context, self.weight) + self.bias[:, :, None, :]
+        targets = feats[:, :, t + 1:t + 1 + self.horizon].transpose(1, 2)  # [M(n), R, B, D]
+        return nce_nll(targets[:, None], predictions[None])                 # broadcast to [n, m, R]
+
+    def forward(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        return (self.pair_weights * self.pair_losses(z, generator).mean(-1)).sum()

@@ -1,0 +1,177 @@
+"""TOC: training-free optimisation of a pretrained codebook (seed 000, Sec. 3.2), the `+toc` refiner.
+
+For every codebook dimension k the codebook e ∈ R^{L×D} (L codes) is scored by
+    Eq. 15  S_k = mean over ordered code pairs i≠j of e_k^i·e_k^j        (inter-code similarity)
+    Eq. 16  V_k = variance of e_k over the L codes                      (inter-code variance)
+    Eq. 17  U_k = λ·V_k − (1−λ)·S_k                                      (λ = 0.3)
+and the top-Q dimensions by U_k are kept. Downstream heads then see only those dimensions of the quantized
+vectors; codes are still chosen by the full-D nearest-neighbour search (as in the released `cal_criterion`
+scripts, ORIGINAL_CODE §2.2). Nothing is retrained.
+
+Normalisation. The paper writes Eq. 15 with 1/L² and Eq. 16 with 1/L; the released code takes the *mean* over
+the L(L−1) ordered pairs and `torch.var` (unbiased, 1/(L−1)). We follow the code. The choice cannot change
+which dimensions are selected: paper S = (L−1)/L · code S and paper V = (L−1)/L · code V, so the paper's U_k
+is the code's U_k times the same positive constant (L−1)/L, for every λ (tested).
+
+S_k is computed in closed form, Σ_{i≠j} e^i e^j = (Σ_i e^i)² − Σ_i (e^i)², so scoring is O(L·D), not O(L²·D).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from benchmark.contracts import Pretrained, Refiner, UserError
+
+CRITERIA = ("both", "sim", "var")
+
+
+# --------------------------------------------------------------------------- scores (pure math)
+def inter_code_similarity(codebook: torch.Tensor) -> torch.Tensor:
+    """Eq. 15, per dimension: S_k = ((Σ_i e_k^i)² − Σ_i (e_k^i)²) / (L(L−1)). codebook [L, D] -> [D] (float64)."""
+    e = codebook.detach().to(torch.float64)
+    n = e.shape[0]
+    if n < 2:
+        raise UserError(f"TOC needs a codebook with at least 2 codes, got {n}")
+    total = e.sum(0)
+    return (total * total - (e * e).sum(0)) / (n * (n - 1))
+
+
+def inter_code_variance(codebook: torch.Tensor) -> torch.Tensor:
+    """Eq. 16, per dimension, unbiased over the L codes (as coded). codebook [L, D] -> [D] (float64)."""
+    return codebook.detach().to(torch.float64).var(dim=0, unbiased=True)
+
+
+def toc_scores(codebook: torch.Tensor, lam: float = 0.3, criterion: str = "both") -> torch.Tensor:
+    """Eq. 17 U_k = λV_k − (1−λ)S_k (`both`), or the Table 6 ablations −S_k (`sim`) / V_k (`var`). -> [D]."""
+    if criterion == "both":
+        return lam * inter_code_variance(codebook) - (1.0 - lam) * inter_code_similarity(codebook)
+    if criterion == "sim":
+        return -inter_code_similarity(codebook)
+    if criterion == "var":
+        return inter_code_variance(codebook)
+    raise UserError(f"toc: criterion must be one of {list(CRITERIA)}, got {criterion!r}")
+
+
+def select_dims(scores: torch.Tensor, q: int, n_max: int = 1, n_min: int = 0) -> torch.Tensor:
+    """Indices (ascending) of the kept dimensions: the top ⌊q/(max+min)⌋·max and bottom ⌊q/(max+min)⌋·min by score.
+
+    This is the released scripts' `max:min` split; with min=0 it is a plain top-q. When q is not a multiple of
+    max+min fewer than q dimensions are kept, as coded. A stable sort makes ties deterministic. scores [D].
+    """
+    d = scores.shape[0]
+    if not 1 <= q <= d:
+        raise UserError(f"toc: q must be in 1..{d} (the codebook has {d} dimensions), got q={q}")
+    unit = q // (n_max + n_min)
+    n_top, n_bottom = unit * n_max, unit * n_min
+    if n_top + n_bottom == 0:
+        raise UserError(f"toc: q={q} with max:min={n_max}:{n_min} keeps no dimension (q must be >= max+min)")
+    order = torch.sort(scores, descending=True, stable=True).indices
+    kept = torch.cat([order[:n_top], order[d - n_bottom:]]) if n_bottom else order[:n_top]
+    return torch.sort(kept).values
+
+
+# --------------------------------------------------------------------------- how codebooks map onto encode()
+def codebook_layout(pretrained: Pretrained) -> tuple[str, list[int]]:
+    """("concat", offsets) when encode() concatenates one vector per codebook (SRCID, TURN, single VQ), or
+    ("shared", [0]) when several codebooks of width `dim` add up in one vector (residual VQ levels)."""
+    widths = [int(cb.shape[1]) for cb in pretrained.codebooks]
+    dim = int(pretrained.dim)
+    if sum(widths) == dim:
+        offsets = [sum(widths[:i]) for i in range(len(widths))]
+        return "concat", offsets
+    if all(w == dim for w in widths):
+        return "shared", [0]
+    raise UserError(f"toc: cannot map codebook widths {widths} onto {pretrained.method}'s encode width {dim} "
+                    "(expected their sum, or each equal to it)")
+
+
+# --------------------------------------------------------------------------- the refined representation
+@dataclass(frozen=True)
+class Selection:
+    """Per layer: kept dims (relative to that codebook) and all D scores; `index` = kept dims of encode()."""
+
+    layers: tuple[torch.Tensor, ...]
+    scores: tuple[torch.Tensor, ...]
+    index: torch.Tensor
+
+
+class TOCPretrained(Pretrained):
+    """A pretrained discrete model whose quantized vectors are sliced to the TOC-selected dimensions.
+
+    encode(m, x) -> base.encode(m, x)[..., index]  [N, T, Q_total]; codes(m, x) unchanged (full-D search).
+    """
+
+    discrete = True
+
+    def __init__(self, base: Pretrained, selection: Selection, layout: str, cfg: Mapping[str, Any]):
+        self.base, self.selection, self.layout, self.cfg = base, selection, layout, dict(cfg)
+        self.method = f"{base.method}+toc"
+
+    @property
+    def dim(self) -> int:
+        return int(self.selection.index.numel())
+
+    @property
+    def modalities(self):
+        return self.base.modalities
+
+    @property
+    def codebooks(self) -> list:
+        books = self.base.codebooks
+        if self.layout == "shared":
+            return [cb[:, self.selection.layers[0].to(cb.device)] for cb in books]
+        return [cb[:, kept.to(cb.device)] for cb, kept in zip(books, self.selection.layers)]
+
+    def encode(self, modality: str, x):
+        z = self.base.encode(modality, x)
+        return z[..., self.selection.index.to(z.device)]
+
+    def codes(self, modality: str, x):
+        return self.base.codes(modality, x)
+
+    def to(self, device: str) -> "TOCPretrained":
+        self.base = self.base.to(device)
+        return self
+
+    def diagnostics(self) -> dict:
+        toc = {"options": self.cfg, "layout": self.layout, "dim": self.dim,
+               "selected": [kept.tolist() for kept in self.selection.layers],
+               "scores": [[float(f"{v:.6g}") for v in s.tolist()] for s in self.selection.scores]}
+        return {**self.base.diagnostics(), "toc": toc}
+
+
+def refine_codebooks(codebooks: Sequence[torch.Tensor], cfg: Mapping[str, Any], layout: str = "concat",
+                     offsets: Sequence[int] = (0,)) -> Selection:
+    """Select dims per codebook (concat) or once from the first, coarsest codebook (shared residual levels)."""
+    books = list(codebooks) if layout == "concat" else [codebooks[0]]
+    layers, scores = [], []
+    for cb in books:
+        s = toc_scores(cb, cfg["lam"], cfg["criterion"])
+        layers.append(select_dims(s, cfg["q"], cfg["max"], cfg["min"]))
+        scores.append(s)
+    index = torch.cat([kept + off for kept, off in zip(layers, offsets)])
+    return Selection(tuple(layers), tuple(scores), index)
+
+
+def check_options(cfg: Mapping[str, Any]) -> None:
+    if not 0.0 <= cfg["lam"] <= 1.0:
+        raise UserError(f"toc: lam must be in [0, 1], got {cfg['lam']}")
+    if cfg["max"] < 0 or cfg["min"] < 0 or cfg["max"] + cfg["min"] == 0:
+        raise UserError(f"toc: max and min must be >= 0 with max+min >= 1, got max={cfg['max']} min={cfg['min']}")
+    if cfg["criterion"] not in CRITERIA:
+        raise UserError(f"toc: criterion must be one of {list(CRITERIA)}, got {cfg['criterion']!r}")
+
+
+class TOC(Refiner):
+    """`+toc`: score the frozen codebook(s) once and slice every quantized vector to the kept dims."""
+
+    def refine(self, pretrained: Pretrained, cfg: Mapping[str, Any], ctx) -> TOCPretrained:
+        if not getattr(pretrained, "discrete", False):
+            raise UserError(f"toc needs a discrete method (a codebook); '{pretrained.method}' is continuous")
+        check_options(cfg)
+        layout, offsets = codebook_layout(pretrained)
+        selection = refine_codebooks([cb.detach().cpu() for cb in pretrained.codebooks], cfg, layout, offsets)
+        ctx.log(f"toc: kept {selection.index.numel()} of {pretrained.dim} dims ({layout}, {cfg['criterion']})")
+        return TOCPretrained(pretrained, selection, layout, cfg)

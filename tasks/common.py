@@ -1,0 +1,133 @@
+"""Plumbing the downstream tasks share: direction labels and the frozen encoder's per-split feature cache.
+
+The encoder is frozen, so each (file, modality, split) is encoded exactly once per cell and kept in memory and
+in `ctx.scratch` (one `.npz` each, reused when a cell is resumed); heads then train on cached arrays.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from benchmark.contracts import Pretrained, RunContext, UserError
+
+SHORT = {"audio": "A", "video": "V", "text": "T"}
+LONG = {v: k for k, v in SHORT.items()}
+ENCODE_BATCH = 256   # clips per encode call: bounds memory for [N,10,7,7,512] video, does not change numbers
+
+
+@dataclass(frozen=True)
+class Direction:
+    label: str    # "V->A"
+    source: str   # "video"
+    target: str   # "audio"
+
+
+def parse_directions(text: str, allowed: Sequence[str], task: str) -> list[Direction]:
+    """`all`, `cross`, `same` or labels joined by ';' (e.g. `V->A;A->V`) -> directions, in the order given."""
+    text = str(text).strip()
+    groups = {"all": list(allowed),
+              "cross": [d for d in allowed if d[0] != d[-1]],
+              "same": [d for d in allowed if d[0] == d[-1]]}
+    labels = groups.get(text) or [part.strip() for part in text.replace(",", ";").split(";") if part.strip()]
+    unknown = [d for d in labels if d not in allowed]
+    if unknown or not labels:
+        raise UserError(f"task '{task}': option 'directions' got {text!r}; expected all, cross, same or "
+                        f"';'-separated labels from {', '.join(allowed)}")
+    out = []
+    for label in dict.fromkeys(labels):
+        src, _, tgt = label.partition("->")
+        out.append(Direction(label, LONG[src], LONG[tgt]))
+    return out
+
+
+def sources(directions: Sequence[Direction]) -> dict[str, list[Direction]]:
+    """Group directions by source modality: one head per source serves all its targets."""
+    grouped: dict[str, list[Direction]] = {}
+    for d in directions:
+        grouped.setdefault(d.source, []).append(d)
+    return grouped
+
+
+@dataclass
+class Encoded:
+    x: np.ndarray       # [N, T, D] float32: the frozen representation
+    valid: np.ndarray   # [N, T] bool: the raw frame was not all-zero padding (used by mean pooling)
+
+
+class FeatureCache:
+    """`pretrained.encode` of whole splits, batched, each computed once per cell (memory + ctx.scratch npz)."""
+
+    def __init__(self, pretrained: Pretrained, ctx: RunContext):
+        if pretrained is None:
+            raise UserError("this task needs a pretrained method (got none)")
+        self.pretrained, self.ctx = pretrained, ctx
+        self.memory: dict[tuple[str, str, str], Encoded] = {}
+        self.encode_calls = 0
+
+    def get(self, ff, file: str, modality: str, split: str) -> Encoded:
+        """Encoded features of `file`'s `split` ("train" | "val" | "test" | "all") for one modality, in split order."""
+        key = (file, modality, split)
+        if key in self.memory:
+            return self.memory[key]
+        if modality not in ff.modalities:
+            raise UserError(f"{file}.h5 has no '{modality}' features (has {', '.join(ff.modalities)})")
+        try:
+            supported = tuple(self.pretrained.modalities)
+        except NotImplementedError:
+            supported = (modality,)
+        if modality not in supported:
+            raise UserError(f"method '{self.pretrained.method}' has no {modality} encoder "
+                            f"(it encodes {', '.join(supported)}); choose other directions")
+        idx = np.arange(ff.n(modality), dtype=np.int64) if split == "all" else np.asarray(ff.split(split), np.int64)
+        path = self.ctx.scratch / f"features-{file}-{modality}-{split}.npz" if self.ctx.scratch else None
+        encoded = self._load(path, idx) if path is not None else None
+        if encoded is None:
+            encoded = self._encode(ff, file, modality, split, idx)
+            if path is not None:
+                self._save(path, idx, encoded)
+        self.memory[key] = encoded
+        return encoded
+
+    def _encode(self, ff, file, modality, split, idx) -> Encoded:
+        xs, valids = [], []
+        starts = range(0, len(idx), ENCODE_BATCH)
+        for start in self.ctx.progress(starts, description=f"encode {file}/{modality}/{split}", total=len(starts)):
+            raw = ff.read(modality, idx[start:start + ENCODE_BATCH])
+            out = self.pretrained.encode(modality, raw)
+            self.encode_calls += 1
+            out = out.detach().cpu().float().numpy() if hasattr(out, "detach") else np.asarray(out, np.float32)
+            if out.ndim != 3 or out.shape[0] != len(raw):
+                raise RuntimeError(f"{self.pretrained.method}.encode({modality}) returned shape {out.shape}, "
+                                   f"expected [{len(raw)}, T, D]")
+            valid = np.abs(raw.reshape(raw.shape[0], raw.shape[1], -1)).max(-1) > 0
+            xs.append(out)
+            valids.append(valid if valid.shape == out.shape[:2] else np.ones(out.shape[:2], bool))
+        if not xs:
+            raise UserError(f"{file}.h5: split '{split}' is empty")
+        return Encoded(np.concatenate(xs).astype(np.float32, copy=False), np.concatenate(valids))
+
+    @staticmethod
+    def _load(path, idx) -> Encoded | None:
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            if not np.array_equal(data["idx"], idx):   # written for another split definition: recompute
+                return None
+            return Encoded(data["x"], data["valid"])
+
+    @staticmethod
+    def _save(path, idx, encoded: Encoded) -> None:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, idx=idx, x=encoded.x, valid=encoded.valid)
+        os.replace(tmp, path)
+
+
+def masked_mean(encoded: Encoded) -> np.ndarray:
+    """Mean over T of the non-padding frames `[N, T, D] -> [N, D]` (all frames when a clip is all padding)."""
+    valid = encoded.valid.copy()
+    valid[~valid.any(1)] = True
+    w = valid[..., None].astype(np.float32)
+    return (encoded.x * w).sum(1) / w.sum(1)

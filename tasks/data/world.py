@@ -1,0 +1,133 @@
+"""A world = a directory of native files; the pretraining corpus streamed from `pretrain.h5`; the world cache."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from benchmark.contracts import UserError
+
+from .native import FeatureFile
+
+CORPUS_NAME = "pretrain"
+COMPLETE = ".complete"
+
+
+class H5Corpus:
+    """`contracts.Corpus` over a native file: batches are read clip-chunk by clip-chunk, never the whole file.
+
+    Each batch takes the next `batch_size` positions of a seeded permutation, sorts them (so HDF5 reads run
+    forwards through the file) and returns them in that sorted order with their `index`; memory is one batch."""
+
+    def __init__(self, ff: FeatureFile):
+        ns = {m: ff.n(m) for m in ff.modalities}
+        if len(set(ns.values())) != 1:
+            raise UserError(f"{ff.path}: a pretraining corpus needs paired clips (same N in every modality), "
+                            f"found {ns}")
+        self.file = ff
+        self.modalities = ff.modalities
+        self.fingerprint = ff.fingerprint
+        self._n = next(iter(ns.values()))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self):
+        return f"H5Corpus({self.file.path}, N={self._n}, modalities={self.modalities})"
+
+    def feature_shape(self, modality: str) -> tuple[int, ...]:
+        return self.file.feature_shape(modality)
+
+    def iter_batches(self, batch_size: int, seed: int, shuffle: bool = True,
+                     modalities: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        names = tuple(modalities) if modalities is not None else self.modalities
+        for m in names:
+            if m not in self.modalities:
+                raise UserError(f"{self.file.path}: corpus has no '{m}' (has: {', '.join(self.modalities)})")
+        order = np.random.default_rng(seed).permutation(self._n) if shuffle else np.arange(self._n)
+        for start in range(0, self._n, batch_size):
+            idx = np.sort(order[start:start + batch_size])
+            batch: dict[str, Any] = {m: self.file.read(m, idx) for m in names}
+            batch["index"] = idx
+            yield batch
+
+
+class LocalWorld:
+    """`contracts.World` over a directory of `<name>.h5` files (synthetic or the user's own)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise UserError(f"world '{self.root}' is not a directory (expected a folder of native .h5 files)")
+        self._files: dict[str, FeatureFile] = {}
+
+    def __repr__(self):
+        return f"LocalWorld({self.root})"
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.h5"))
+
+    def open(self, name: str) -> FeatureFile:
+        if name not in self._files:
+            path = self.root / f"{name}.h5"
+            if not path.is_file():
+                have = ", ".join(self.names()) or "none"
+                raise UserError(f"world '{self.root}' has no {name}.h5 (has: {have})")
+            self._files[name] = FeatureFile(path)
+        return self._files[name]
+
+    def fingerprint(self, names: Iterable[str]) -> str:
+        h = hashlib.sha256(b"unibench-world")
+        for name in sorted(set(names)):
+            h.update(f"{name}={self.open(name).fingerprint};".encode())
+        return h.hexdigest()[:16]
+
+    def corpus(self) -> H5Corpus:
+        return H5Corpus(self.open(CORPUS_NAME))
+
+    def close(self) -> None:
+        for ff in self._files.values():
+            ff.close()
+        self._files.clear()
+
+
+def open_world(root: str | Path) -> LocalWorld:
+    return LocalWorld(root)
+
+
+def ensure_world(profile: str, seed: int, cache_root: str | Path,
+                 progress: Callable[..., Iterable] | None = None) -> Path:
+    """Generate the synthetic world `<cache_root>/<profile>-s<seed>/` once and return its path.
+
+    Generation goes into a temp directory that is renamed into place with a `.complete` marker inside, under a
+    file lock, so concurrent callers wait for one generator and a killed one leaves no half world."""
+    from benchmark.store import file_lock
+
+    from .synth import PROFILES, synthesize
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile '{profile}' (known: {', '.join(PROFILES)})")
+    cache_root = Path(cache_root)
+    root = cache_root / f"{profile}-s{seed}"
+    if (root / COMPLETE).exists():
+        return root
+    with file_lock(cache_root / f".{root.name}.lock"):
+        if (root / COMPLETE).exists():
+            return root
+        tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{root.name}.", suffix=".tmp"))
+        try:
+            synthesize(profile, seed, tmp, progress=progress)
+            (tmp / COMPLETE).write_text(f"{profile} seed {seed}\n")
+            if root.exists():  # a stale directory without the marker (e.g. copied by hand): replace it
+                shutil.rmtree(root)
+            os.replace(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,87 @@
+"""Downstream metrics, pure functions on numpy arrays; every value is returned in percent (0-100).
+
+Library implementations (scikit-learn) wherever one exists; written here is only what no library offers:
+the released scripts' batch-averaged precision/recall (`reference_prf`, plain counts: it runs every epoch on
+every target under `protocol=reference`) and tie-aware recall@k with several relevant items per query.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Clip accuracy %, `y_true`, `y_pred` int `[N]`."""
+    return float(accuracy_score(y_true, y_pred) * 100.0)
+
+
+def segment_prf(y_true: np.ndarray, y_pred: np.ndarray, exclude_background: bool = True) -> dict[str, float]:
+    """Segment-level (per-second) micro precision / recall / F1 % over every (clip, second, class) decision.
+
+    `y_true`, `y_pred`: {0,1} `[N, T, C+1]` with the background column last. With `exclude_background` the
+    background column is dropped first, so a method is not rewarded for predicting "nothing happens" (the
+    released scripts keep it; see `reference_prf`). Micro averaging pools all decisions, so frequent classes
+    weigh more, as in the AVVP segment-level F-score that counts true/false positives per second.
+    """
+    if exclude_background:
+        y_true, y_pred = y_true[..., :-1], y_pred[..., :-1]
+    flat_true = np.asarray(y_true, dtype=np.int64).reshape(-1, y_true.shape[-1])
+    flat_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1, y_pred.shape[-1])
+    p, r, f, _ = precision_recall_fscore_support(flat_true, flat_pred, average="micro", zero_division=0)
+    return {"precision": float(p * 100.0), "recall": float(r * 100.0), "f1": float(f * 100.0)}
+
+
+def reference_prf(y_true: np.ndarray, y_pred: np.ndarray, batch_size: int) -> dict[str, float]:
+    """The released AVVP / AVE->AVVP scripts' metric, kept to show what it reports (`protocol=reference`).
+
+    Per test batch of `batch_size` clips (in file order), over all `B x T x (C+1)` entries *including the
+    background column*: precision = TP / #predicted, recall = TP / #positive, both 0 for a batch without a single
+    predicted entry. P and R are averaged over batches weighted by clip count; F1 = 2PR / (P + R) of the
+    averages (not the mean of per-batch F1s).
+    """
+    ps, rs, weights = [], [], []
+    for start in range(0, len(y_true), batch_size):
+        t = np.asarray(y_true[start:start + batch_size], dtype=bool)
+        p = np.asarray(y_pred[start:start + batch_size], dtype=bool)
+        tp, predicted = float((t & p).sum()), float(p.sum())
+        ps.append(tp / predicted if predicted else 0.0)
+        rs.append(tp / max(float(t.sum()), 1.0) if predicted else 0.0)
+        weights.append(len(t))
+    precision, recall = float(np.average(ps, weights=weights)), float(np.average(rs, weights=weights))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"precision": precision * 100.0, "recall": recall * 100.0, "f1": f1 * 100.0}
+
+
+def recall_at_k(similarity: np.ndarray, relevant: np.ndarray, ks: Iterable[int] = (1, 5, 10),
+                tol: float = 1e-6) -> dict[str, float]:
+    """Recall@k % for retrieval: the share of queries whose best-ranked relevant item is within the top k.
+
+    `similarity` `[Q, G]` (query x gallery), `relevant` bool `[Q, G]` (several relevant items allowed, e.g. the
+    5 captions of one audio: the best rank among them counts). Ties are scored by their *expected* value
+    under a random order of tied items, so a collapsed representation (all codes equal) scores chance
+    (k / G), not 100 %: with g irrelevant items strictly better than the best relevant similarity s*, e
+    irrelevant and m relevant items tied at s*, and j = k - g,
+        P(hit within k) = 1 - C(e, j) / C(e + m, j) = 1 - prod_{i<j} (e - i) / (e + m - i).
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if not relevant.any(axis=1).all():
+        raise ValueError("recall_at_k: every query needs at least one relevant gallery item")
+    best = np.where(relevant, similarity, -np.inf).max(axis=1, keepdims=True)        # s* [Q, 1]
+    above = (similarity > best + tol) & ~relevant
+    tied = np.abs(similarity - best) <= tol
+    g = above.sum(axis=1)
+    e = (tied & ~relevant).sum(axis=1)
+    m = (tied & relevant).sum(axis=1)
+    out = {}
+    for k in ks:
+        j = k - g
+        miss = np.ones(len(g))           # P(no relevant among the first j tied slots)
+        for i in range(int(max(j.max(), 0))):
+            factor = np.where(i < e, (e - i) / np.maximum(e + m - i, 1), 0.0)
+            miss = np.where(i < j, miss * factor, miss)
+        hit = np.where(j <= 0, 0.0, 1.0 - miss)
+        out[f"R@{k}"] = float(hit.mean() * 100.0)
+    return out

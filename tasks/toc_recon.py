@@ -1,0 +1,106 @@
+"""`toc_recon`: TOC on a single-modal codebook, masked reconstruction (seed 000 Table 3 and Fig. 3).
+
+A VQ-VAE (`methods.vqvae`) is trained on scikit-learn's bundled 8×8 digits (1,797 images, offline; the
+train/test split is drawn from the seed). The test images are then reconstructed with a fraction of the D
+codebook dimensions zeroed in the quantized vectors fed to the decoder (codes unchanged):
+  - TOC: keep the top (1 − ratio)·D dims by U_k (Eq. 17) of the trained codebook;
+  - random: `n_random` uniformly random keep-sets of the same size.
+Per mask ratio we report `mse_toc`, `mse_random` (mean over the random masks; the paper's R100-avg) and `count`
+(random masks with a larger MSE than TOC). MSE is per pixel on [0, 1] images.
+
+Sizes. The paper uses a 128×128 codebook on CelebA-HQ 256×256. Digits are 8×8 = 64 pixels, with a 4×4 latent
+grid, so the default keeps 128 codes but halves the width to D = 64 (a multiple of 8, so every ratio k/8 keeps a
+whole number of dims); `dim=128` gives the paper's exact codebook shape and runs as fast.
+
+The task is self-contained (`needs_pretrained = False`, no feature files): it ignores `pretrained` and is meant
+to run as `run --method vqvae --task toc_recon`. A PNG like Fig. 3 is written into `ctx.scratch`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmark.contracts import Task, UserError
+from methods.toc import check_options, select_dims, toc_scores
+from methods.vqvae import train_vqvae
+
+MASK_RATIOS = (0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+N_SHOW = 10  # test images drawn per row of the figure
+
+
+def direction(ratio: float) -> str:
+    """0.375 -> 'mask37.5'."""
+    return f"mask{ratio * 100:g}"
+
+
+def digits_split(seed: int, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """sklearn's 8×8 digits scaled to [0, 1], split by a seeded permutation -> (train, test) [N, 1, 8, 8]."""
+    from sklearn.datasets import load_digits
+    images = load_digits().images.astype(np.float32) / 16.0
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_test = int(round(test_fraction * len(images)))
+    x = torch.from_numpy(images)[:, None]
+    return x[order[n_test:]], x[order[:n_test]]
+
+
+def masked_mse(model, quantized: torch.Tensor, images: torch.Tensor, kept) -> tuple[float, torch.Tensor]:
+    """Decode quantized [N, D, h, w] with only the `kept` dims (others zeroed) -> (MSE vs images, recon)."""
+    mask = torch.zeros(quantized.shape[1], dtype=quantized.dtype)
+    mask[torch.as_tensor(kept, dtype=torch.long)] = 1.0
+    recon = model.decode(quantized * mask[None, :, None, None])
+    return float(((recon - images) ** 2).mean()), recon
+
+
+class TOCRecon(Task):
+    datasets = ()
+    needs_pretrained = False
+    main_metric = "mse_toc"
+    higher_is_better = {"mse_toc": False, "mse_random": False, "count": True}
+
+    def validate(self, cfg):
+        if cfg["dim"] < 8 or cfg["dim"] % 8:
+            raise UserError(f"toc_recon: dim must be a positive multiple of 8 (mask ratios are k/8), got {cfg['dim']}")
+        for key, low in (("codebook_size", 2), ("epochs", 1), ("batch_size", 1), ("n_random", 1), ("hidden", 2),
+                          ("dead_after", 1)):
+            if cfg[key] < low:
+                raise UserError(f"toc_recon: {key} must be >= {low}, got {cfg[key]}")
+        if not 0.0 < cfg["test_fraction"] < 1.0:
+            raise UserError(f"toc_recon: test_fraction must be in (0, 1), got {cfg['test_fraction']}")
+        if cfg["lr"] <= 0:
+            raise UserError(f"toc_recon: lr must be > 0, got {cfg['lr']}")
+        check_options({"lam": cfg["lam"], "criterion": cfg["criterion"], "max": 1, "min": 0})
+
+    def evaluate(self, pretrained, world, cfg, seed, ctx):
+        self.validate(cfg)
+        train, test = digits_split(seed, cfg["test_fraction"])
+        model = train_vqvae(train, codebook_size=cfg["codebook_size"], dim=cfg["dim"], hidden=cfg["hidden"],
+                            beta=cfg["beta"], dead_after=cfg["dead_after"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                            seed=seed, progress=ctx.progress)
+        quantized, codes = model.encode_quantized(test)
+        scores = toc_scores(model.codebook.detach(), cfg["lam"], cfg["criterion"])
+        dim = cfg["dim"]
+        rng = np.random.default_rng([seed, 1])  # masks independent of the split's stream
+        full_mse, _ = masked_mse(model, quantized, test, range(dim))
+
+        metrics, figure_rows, n_show = {}, [("original", test[:N_SHOW, 0])], N_SHOW
+        for ratio in ctx.progress(MASK_RATIOS, description="toc_recon: masked reconstructions", total=len(MASK_RATIOS)):
+            keep = dim - int(round(ratio * dim))
+            mse_toc, recon_toc = masked_mse(model, quantized, test, select_dims(scores, keep))
+            random_runs = [masked_mse(model, quantized, test, rng.choice(dim, keep, replace=False))
+                           for _ in range(cfg["n_random"])]
+            mse_random = np.array([mse for mse, _ in random_runs])
+            metrics[direction(ratio)] = {"mse_toc": mse_toc, "mse_random": float(mse_random.mean()),
+                                         "count": int((mse_random > mse_toc).sum())}
+            median_run = random_runs[int(np.argsort(mse_random)[len(mse_random) // 2])][1]  # a typical random mask
+            figure_rows += [(f"TOC, mask {ratio:.1%}", recon_toc[:n_show, 0]),
+                            (f"random, mask {ratio:.1%}", median_run[:n_show, 0])]
+
+        notes = {"mse_unmasked": full_mse, "codes_used": int(codes.unique().numel()),
+                 "train_images": len(train), "test_images": len(test)}
+        if ctx.scratch is not None:
+            from benchmark.plots import image_rows
+            path = image_rows(figure_rows, ctx.scratch / "toc_recon_fig3.png",
+                              title="masked dims zeroed: TOC keeps the top U_k dims; random = median-MSE random mask")
+            notes["figure"] = str(path)
+        ctx.notes["toc_recon"] = notes
+        return metrics

@@ -1,0 +1,97 @@
+"""Downstream metrics (issue 5), each on a case small enough to check by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.contracts import UserError
+from tasks import metrics
+from tasks.common import Encoded, masked_mean, parse_directions
+
+
+def test_accuracy_is_percent_of_correct_clips():
+    assert metrics.accuracy(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 2])) == pytest.approx(75.0)
+
+
+# one clip, two seconds, classes (c0, c1, background)
+#   second 0: true c0        predicted c0, c1  -> c0 TP, c1 FP
+#   second 1: true c1        predicted bg      -> c1 FN, bg FP
+SEG_TRUE = np.array([[[1, 0, 0], [0, 1, 0]]])
+SEG_PRED = np.array([[[1, 1, 0], [0, 0, 1]]])
+
+
+def test_segment_f1_is_micro_over_event_classes_without_background():
+    out = metrics.segment_prf(SEG_TRUE, SEG_PRED)   # TP 1, FP 1, FN 1
+    assert out == pytest.approx({"precision": 50.0, "recall": 50.0, "f1": 50.0})
+
+
+def test_segment_f1_with_background_counts_the_background_column():
+    out = metrics.segment_prf(SEG_TRUE, SEG_PRED, exclude_background=False)   # TP 1, FP 2, FN 1
+    assert out == pytest.approx({"precision": 100 / 3, "recall": 50.0, "f1": 40.0})
+
+
+def test_reference_prf_averages_batches_and_includes_background():
+    # three clips of one second, columns (c0, background), batch size 2
+    y_true = np.array([[[1, 0]], [[0, 1]], [[1, 0]]])
+    y_pred = np.array([[[1, 1]], [[0, 1]], [[0, 0]]])
+    # batch 1 (clips 0,1): TP 2 (c0 of clip 0, background of clip 1), 3 predicted, 2 positive -> P 2/3, R 1
+    # batch 2 (clip 2): nothing predicted -> P = R = 0 (the released scripts' rule)
+    # clip-weighted: P = (2 * 2/3 + 0) / 3 = 4/9, R = 2/3; F1 = 2PR / (P + R) = 8/15
+    out = metrics.reference_prf(y_true, y_pred, batch_size=2)
+    assert out == pytest.approx({"precision": 400 / 9, "recall": 200 / 3, "f1": 800 / 15})
+    # pooled over all entries it would be P = R = 2/3: the batch averaging changes the number
+    assert out["precision"] != pytest.approx(200 / 3)
+
+
+def test_recall_at_k_uses_the_best_ranked_relevant_item():
+    sim = np.array([[0.9, 0.5, 0.8, 0.1],    # relevant: item 2 -> rank 2
+                    [0.2, 0.7, 0.6, 0.9]])   # relevant: items 0 and 2 (two captions) -> best is 0.6, rank 3
+    relevant = np.array([[0, 0, 1, 0], [1, 0, 1, 0]], bool)
+    out = metrics.recall_at_k(sim, relevant, ks=(1, 2, 3))
+    assert out == pytest.approx({"R@1": 0.0, "R@2": 50.0, "R@3": 100.0})
+
+
+def test_recall_at_k_scores_ties_by_their_expected_value():
+    relevant = np.array([[0, 1, 0, 0]], bool)
+    # everything tied: the relevant item is equally likely at each of the 4 ranks
+    flat = metrics.recall_at_k(np.full((1, 4), 0.5), relevant, ks=(1, 2, 4))
+    assert flat == pytest.approx({"R@1": 25.0, "R@2": 50.0, "R@4": 100.0})
+    # one item strictly better, the relevant one tied with two others: ranks 2, 3, 4 equally likely
+    partial = metrics.recall_at_k(np.array([[0.9, 0.5, 0.5, 0.5]]), relevant, ks=(1, 2, 3, 4))
+    assert partial == pytest.approx({"R@1": 0.0, "R@2": 100 / 3, "R@3": 200 / 3, "R@4": 100.0})
+    # two relevant among 4 tied: P(best within 2) = 1 - C(2,2)/C(4,2) = 5/6
+    two = metrics.recall_at_k(np.full((1, 4), 0.5), np.array([[1, 0, 1, 0]], bool), ks=(1, 2))
+    assert two == pytest.approx({"R@1": 50.0, "R@2": 500 / 6})
+
+
+def test_recall_at_k_without_ties_matches_argsort_ranks():
+    rng = np.random.default_rng(0)
+    sim = rng.standard_normal((30, 40))
+    relevant = rng.random((30, 40)) < 0.08
+    relevant[np.arange(30), rng.integers(0, 40, 30)] = True
+    order = np.argsort(-sim, axis=1)
+    best_rank = np.array([np.flatnonzero(relevant[q, order[q]])[0] + 1 for q in range(30)])
+    out = metrics.recall_at_k(sim, relevant, ks=(1, 5, 10))
+    for k in (1, 5, 10):
+        assert out[f"R@{k}"] == pytest.approx((best_rank <= k).mean() * 100)
+
+
+def test_recall_at_k_rejects_a_query_without_relevant_items():
+    with pytest.raises(ValueError, match="relevant"):
+        metrics.recall_at_k(np.zeros((1, 3)), np.zeros((1, 3), bool))
+
+
+def test_directions_parse_groups_and_lists():
+    allowed = ("V->A", "A->V", "V->V", "A->A")
+    assert [d.label for d in parse_directions("all", allowed, "t")] == list(allowed)
+    assert [d.label for d in parse_directions("cross", allowed, "t")] == ["V->A", "A->V"]
+    assert [(d.source, d.target) for d in parse_directions("A->A;V->A", allowed, "t")] == [
+        ("audio", "audio"), ("video", "audio")]
+    with pytest.raises(UserError, match="directions"):
+        parse_directions("V->T", allowed, "t")
+
+
+def test_mean_pooling_leaves_padding_frames_out():
+    x = np.array([[[2.0], [4.0], [0.0]], [[0.0], [0.0], [0.0]]], np.float32)
+    valid = np.array([[True, True, False], [False, False, False]])   # clip 2 is all padding: mean of all
+    assert masked_mean(Encoded(x, valid)) == pytest.approx(np.array([[3.0], [0.0]]))

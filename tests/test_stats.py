@@ -1,0 +1,80 @@
+"""Statistics over seeds against hand-computed cases (issue 8)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from benchmark import stats
+
+T_975_2 = 4.303  # t_{0.975, 2}, from a printed t table
+T_95_2 = 2.920   # t_{0.95, 2}
+
+
+def test_t_interval_of_three_values_by_hand():
+    s = stats.summarize([1.0, 2.0, 3.0])
+    # mean 2, s = sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1, half-width = 4.303 * 1 / sqrt(3) = 2.4843
+    assert s.n == 3 and s.mean == pytest.approx(2.0) and s.std == pytest.approx(1.0)
+    assert s.half_width == pytest.approx(T_975_2 / math.sqrt(3), rel=1e-3)
+    assert (s.lo, s.hi) == pytest.approx((2 - 2.4843, 2 + 2.4843), rel=1e-3)
+    assert stats.t_critical(3) == pytest.approx(T_975_2, rel=1e-3)
+
+
+def test_t_interval_second_case_by_hand():
+    s = stats.summarize([50.0, 52.0, 54.0])   # s = 2 -> half = 4.303 * 2 / sqrt 3 = 4.969
+    assert s.mean == pytest.approx(52.0) and s.half_width == pytest.approx(4.969, abs=2e-3)
+
+
+def test_single_seed_has_undefined_interval():
+    s = stats.summarize([55.0])
+    assert s.n == 1 and s.mean == 55.0
+    assert math.isnan(s.std) and math.isnan(s.half_width) and not s.ci_defined
+
+
+def test_non_finite_values_are_rejected():
+    with pytest.raises(ValueError):
+        stats.summarize([1.0, float("nan")])
+
+
+def test_paired_t_test_by_hand():
+    # d = [2, 3, 4]: mean 3, sd 1, t = 3 / (1 / sqrt 3) = 5.196; for df = 2 the t cdf has the closed form
+    # P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2, so p = 1 - t / sqrt(t^2 + 2) = 1 - 5.196 / sqrt(29) = 0.0351
+    r = stats.paired_test([3.0, 5.0, 7.0], [1.0, 2.0, 3.0])
+    t = 3 * math.sqrt(3)
+    assert r.n == 3 and r.mean_diff == pytest.approx(3.0) and r.sd_diff == pytest.approx(1.0)
+    assert r.t == pytest.approx(t) and r.d_z == pytest.approx(3.0)
+    assert r.p == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-9)
+    assert r.ci95 == pytest.approx((3 - T_975_2 / math.sqrt(3), 3 + T_975_2 / math.sqrt(3)), rel=1e-3)
+    assert r.ci90 == pytest.approx((3 - T_95_2 / math.sqrt(3), 3 + T_95_2 / math.sqrt(3)), rel=1e-3)
+
+
+def test_paired_test_matches_scipy_on_random_data():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=7), rng.normal(size=7)
+    mine, ref = stats.paired_test(a, b), scipy_stats.ttest_rel(a, b)
+    assert mine.t == pytest.approx(ref.statistic) and mine.p == pytest.approx(ref.pvalue)
+
+
+def test_paired_test_degenerate_and_short_cases():
+    same = stats.paired_test([1.0, 2.0], [1.0, 2.0])
+    assert same.p == 1.0 and same.t == 0.0
+    shift = stats.paired_test([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])   # constant difference: no seed noise
+    assert shift.p == 0.0 and shift.d_z == math.inf
+    one = stats.paired_test([1.0], [0.0])
+    assert one.n == 1 and math.isnan(one.p) and one.mean_diff == 1.0
+    with pytest.raises(ValueError):
+        stats.paired_test([1.0, 2.0], [1.0])
+
+
+def test_equivalence_and_difference_beyond_margin_by_hand():
+    # d = [0.1, 0.2, 0.0]: mean 0.1, sd 0.1; 90 % CI = 0.1 ± 2.920 * 0.1 / sqrt 3 = [-0.069, 0.269] inside ±1
+    small = stats.paired_test([0.1, 0.2, 0.0], [0.0, 0.0, 0.0])
+    assert small.ci90 == pytest.approx((0.1 - 0.1686, 0.1 + 0.1686), abs=1e-3)
+    assert stats.equivalent(small, 1.0) and not stats.equivalent(small, 0.2)
+    assert not stats.differs_beyond(small, 1.0)
+    # d = [3, 3.2, 2.8]: 95 % CI = 3 ± 4.303 * 0.2 / sqrt 3 = [2.503, 3.497], entirely beyond +1
+    big = stats.paired_test([3.0, 3.2, 2.8], [0.0, 0.0, 0.0])
+    assert stats.differs_beyond(big, 1.0) and not stats.equivalent(big, 1.0)
+    assert not stats.differs_beyond(big, 2.6)   # 2.503 < 2.6: not beyond that margin

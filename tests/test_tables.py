@@ -1,0 +1,370 @@
+"""Tables, grids and report plots on small synthetic stores (fake result.json files; never any training)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark import tables
+from benchmark.__main__ import main as cli_main
+from benchmark.commands.grid import find_grid, load_grid
+
+SEEDS = (0, 1, 2)
+T1_TASKS = ("ave", "avvp", "ave_avvp", "ucf_vgg")
+MAIN = {"ave": "acc", "avvp": "f1", "ave_avvp": "f1", "ucf_vgg": "acc"}
+
+
+def put(root: Path, method: str, task: str, seed: int, metrics: dict, main: str = "acc", world: str = "default-s0",
+        hib: dict | None = None, created: str = "2026-01-01T00:00:00+00:00", key: str | None = None,
+        diagnostics: dict | None = None, task_version: int = 1) -> str:
+    """Write one fake cell the way the runner lays it out (result.json + config.json + env.json)."""
+    method, task = tables.canonical_method(method), tables.canonical_task(task)
+    key = key or hashlib.sha256(f"{method}|{task}|{seed}|{world}".encode()).hexdigest()[:16]
+    d = root / "cells" / task / method / key
+    d.mkdir(parents=True, exist_ok=True)
+    names = {m for v in metrics.values() for m in v}
+    result = {"schema_version": 1, "key": key, "method": method, "task": task, "task_name": task.split("@")[0],
+              "task_version": task_version, "seed": seed, "world": world, "metrics": metrics, "main_metric": main,
+              "higher_is_better": hib or {n: True for n in names}, "created": created,
+              "diagnostics": diagnostics or {}}
+    (d / "config.json").write_text(json.dumps({"task": {"cfg": {"protocol": "default"}}}))
+    (d / "env.json").write_text(json.dumps({"git_sha": "abc123", "git_dirty": False}))
+    (d / "result.json").write_text(json.dumps(result))
+    return key
+
+
+T1_ROWS = [r.spec for r in tables.load_table("t1").rows]
+
+
+def t1_value(method: str, task: str, direction: str, seed: int) -> float:
+    """Distinct, hand-traceable numbers: 52 for the first row, 2 less per later row, + task index, + 0.5 for
+    A->V, + seed jitter (0.1, 0.4, -0.2)."""
+    base = 52.0 - 2.0 * T1_ROWS.index(method)
+    return round(base + T1_TASKS.index(task) + (0.5 if direction == "A->V" else 0.0) + (0.1, 0.4, -0.2)[seed], 6)
+
+
+@pytest.fixture(scope="module")
+def t1_store(tmp_path_factory):
+    """Every t1 cell for seeds 0-2 except FCCID × AVVP × seed 2 (the missing cell the table must list)."""
+    root = tmp_path_factory.mktemp("store")
+    for spec in T1_ROWS:
+        for task in T1_TASKS:
+            for seed in SEEDS:
+                if spec == "fccid" and task == "avvp" and seed == 2:
+                    continue
+                metrics = {d: {MAIN[task]: t1_value(spec, task, d, seed), "other": 1.0}
+                           for d in ("V->A", "A->V", "V->V", "A->A")}
+                put(root, spec, task, seed, metrics, main=MAIN[task])
+    return root
+
+
+def run_table(store: Path, out: Path, *args) -> int:
+    return cli_main(["table", *args, "--results", str(store), "--out", str(out)])
+
+
+# --------------------------------------------------------------------------- LaTeX checks without LaTeX
+def balanced(tex: str) -> None:
+    """Environments nest properly and braces balance (escaped \\{ \\} ignored)."""
+    stack = []
+    for m in re.finditer(r"\\(begin|end)\{([^}]*)\}", tex):
+        if m.group(1) == "begin":
+            stack.append(m.group(2))
+        else:
+            assert stack and stack.pop() == m.group(2), f"unbalanced \\end{{{m.group(2)}}}"
+    assert not stack, f"unclosed environments {stack}"
+    depth = 0
+    body = re.sub(r"\\[{}]", "", "\n".join(line for line in tex.splitlines() if not line.startswith("%")))
+    for ch in body:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+
+
+def latex_rows(tex: str) -> dict[str, list[str]]:
+    """Body rows of the tabular: label -> cell strings."""
+    body = tex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
+    rows = {}
+    for line in body.replace("\\midrule", "").split("\\\\"):
+        cells = [c.strip() for c in re.split(r"(?<!\\)&", line)]
+        if len(cells) > 1:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def first_number(cell: str) -> float | None:
+    m = re.search(r"-?\d+\.\d+", cell.split("\\scriptsize")[0])
+    return float(m.group(0)) if m else None
+
+
+def test_t1_latex_compiles_structurally_and_equals_csv_means(t1_store, tmp_path):
+    assert run_table(t1_store, tmp_path, "t1", "--format", "latex,csv") == 0
+    tex = (tmp_path / "t1.tex").read_text()
+    balanced(tex)
+    for piece in ("\\begin{table}", "\\begin{tabular}", "\\toprule", "\\midrule", "\\bottomrule", "\\end{tabular}",
+                  "\\caption{", "\\end{table}"):
+        assert piece in tex
+    assert tex.index("\\end{tabular}") < tex.index("\\caption{") < tex.index("\\end{table}")
+    with open(tmp_path / "t1.csv") as fh:
+        long = list(csv.DictReader(fh))
+    assert set(long[0]) == {"method", "task", "direction", "metric", "seed", "value", "key"}
+    spec = tables.load_table("t1")
+    rows = latex_rows(tex)
+    checked = 0
+    for row in spec.rows:
+        cells = rows[tables.latex_escape(row.label)]
+        per_seed_cols = []
+        for col, cell in zip(spec.columns, cells):
+            vals = {int(r["seed"]): float(r["value"]) for r in long if r["method"] == row.method
+                    and r["task"] == col.task and r["direction"] == col.directions[0] and r["metric"] == MAIN[col.task]}
+            assert first_number(cell) == pytest.approx(round(sum(vals.values()) / len(vals), 2), abs=1e-9)
+            per_seed_cols.append(vals)
+            checked += 1
+        complete = [s for s in SEEDS if all(s in v for v in per_seed_cols)]
+        avg = sum(sum(v[s] for v in per_seed_cols) / len(per_seed_cols) for s in complete) / len(complete)
+        assert first_number(cells[-1]) == pytest.approx(round(avg, 2), abs=1e-9)
+    assert checked == len(spec.rows) * len(spec.columns)
+
+
+def test_cell_shows_mean_and_t_interval_and_paper_number(t1_store, tmp_path):
+    bt = tables.build(tables.load_table("t1"), tables_store_results(t1_store))
+    texts = tables.cell_texts(bt)
+    # CODIS (row 0), AVE V->A: 52 + (0.1, 0.4, -0.2) -> mean 52.1, s = 0.3, half = 4.303 * 0.3 / sqrt 3 = 0.745
+    assert t1_value("codis", "ave", "V->A", 0) == pytest.approx(52.1)
+    assert (texts[0][0].mean, texts[0][0].pm, texts[0][0].paper) == ("52.10", "0.75", "36.8")
+    md = tables.to_markdown(bt)
+    assert "\n| CODIS | **52.10** ± 0.75 (36.8) | **52.60** ± 0.75 (39.7) |" in md   # best: bold
+    assert "(39.90)" in md and "(55.0)" in md   # paper precision kept per column; Avg. beside ours
+
+
+def tables_store_results(root: Path):
+    from benchmark.store import Store
+    return Store(root).results()
+
+
+def test_missing_cell_is_listed_not_dropped(t1_store, tmp_path, capsys):
+    assert run_table(t1_store, tmp_path, "t1", "--format", "md") == 0
+    err = capsys.readouterr().err
+    assert "missing: fccid × avvp × seed 2 (no result)" in err
+    meta = json.loads((tmp_path / "t1.meta.json").read_text())
+    assert meta["missing"] == [{"method": "fccid", "task": "avvp", "seed": 2, "reason": "no result"}]
+    assert "missing: fccid × avvp × seed 2" in (tmp_path / "t1.md").read_text()
+    bt = tables.build(tables.load_table("t1"), tables_store_results(t1_store))
+    fccid = [r.spec for r in bt.spec.rows].index("fccid")
+    assert bt.cells[fccid][2].summary.n == 2 and bt.cells[fccid][0].summary.n == 3
+    assert sorted(bt.avg[fccid].per_seed) == [0, 1]          # Avg only over seeds with every column
+    assert tables.cell_texts(bt)[fccid][2].n_mark == "n=2"
+    assert run_table(t1_store, tmp_path, "t1", "--format", "csv", "--strict") == 1
+
+
+def test_meta_names_every_contributing_cell_and_the_sha(t1_store, tmp_path):
+    run_table(t1_store, tmp_path, "t1", "--format", "csv")
+    meta = json.loads((tmp_path / "t1.meta.json").read_text())
+    on_disk = {p.parent.name for p in t1_store.glob("cells/*/*/*/result.json")}
+    assert {c["key"] for c in meta["cells"]} == on_disk
+    assert meta["git_sha"] == "abc123" and meta["world"] == "default-s0" and meta["seeds"] == [0, 1, 2]
+    assert "protocol: default" in meta["caption"].lower() and "world: default-s0" in meta["caption"]
+
+
+def test_best_per_column_respects_higher_is_better(tmp_path):
+    grid = {"name": "tiny", "title": "lower is better", "seeds": [0, 1], "methods": ["a", "b"], "tasks": ["t"],
+            "table": {"columns": [{"task": "t", "direction": "X"}], "rows": [{"method": "a"}, {"method": "b"}]}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    store = tmp_path / "store"
+    for seed in (0, 1):
+        put(store, "a", "t", seed, {"X": {"mse": 1.0 + seed}}, main="mse", hib={"mse": False})
+        put(store, "b", "t", seed, {"X": {"mse": 3.0 + seed}}, main="mse", hib={"mse": False})
+    bt = tables.build(tables.parse_table(load_grid(path), path), tables_store_results(store))
+    assert bt.column_best() == [{0}, {0}]                     # a has the lower MSE, in the column and in Avg
+    tex = tables.to_latex(bt)
+    assert "\\textbf{1.50}" in tex and "\\textbf{3.50}" not in tex
+    assert run_table(store, tmp_path / "out", str(path), "--format", "terminal") == 0
+
+
+def test_single_seed_shows_interval_as_undefined(tmp_path):
+    store = tmp_path / "store"
+    put(store, "dcid", "ave", 0, {"V->A": {"acc": 50.0}, "A->V": {"acc": 40.0}})
+    grid = {"name": "one", "seeds": [0], "methods": ["dcid"], "tasks": ["ave"],
+            "table": {"columns": [{"task": "ave", "direction": "V->A"}, {"task": "ave", "direction": "A->V"}],
+                      "rows": [{"method": "dcid"}]}}
+    bt = tables.build(tables.parse_table(grid), tables_store_results(store))
+    texts = tables.cell_texts(bt)[0]
+    assert [(t.mean, t.pm) for t in texts] == [("50.00", "n/a"), ("40.00", "n/a"), ("45.00", "n/a")]
+    assert "50.00 $\\pm$ n/a" in tables.to_latex(bt)
+
+
+def test_mm_rows_excluded_columns_and_direction_means(tmp_path):
+    store = tmp_path / "store"
+    for seed in (0, 1):
+        put(store, "dcid", "ave", seed, {"V->A": {"acc": 50.0}, "A->V": {"acc": 52.0},
+                                         "V->V": {"acc": 70.0 + seed}, "A->A": {"acc": 80.0}})
+        put(store, "dcid", "retrieval", seed, {"V->T": {"R@1": 2.0}, "T->V": {"R@1": 4.0 + 2 * seed}}, main="R@1")
+    grid = {"name": "mm", "seeds": [0, 1], "methods": ["dcid"], "tasks": ["ave", "retrieval", "ave_avvp"], "table": {
+        "columns": [{"task": "ave", "direction": "V->A"}, {"task": "ave", "direction": "A->V"},
+                    {"task": "ave_avvp", "direction": "V->A"},
+                    {"task": "retrieval", "direction": ["V->T", "T->V"], "metric": "R@1"}],
+        "rows": [{"method": "dcid", "label": "cross"},
+                 {"method": "dcid", "label": "m->m", "mm": True, "exclude": ["ave_avvp", "retrieval"]}]}}
+    bt = tables.build(tables.parse_table(grid), tables_store_results(store))
+    cross, mm = tables.cell_texts(bt)
+    assert cross[3].mean == "3.50"   # mean over V->T, T->V per seed: (2+4)/2 = 3, (2+6)/2 = 4; then (3+4)/2
+    assert [t.mean for t in mm[:2]] == ["70.50", "80.00"] and mm[2].state == mm[3].state == "excluded"
+    assert mm[4].mean == "75.25"            # Avg. of the m->m row leaves the excluded columns out
+    assert cross[2].state == "missing" and cross[4].state == "missing"
+    assert {(m["task"], m["seed"]) for m in bt.missing} == {("ave_avvp", 0), ("ave_avvp", 1)}
+
+
+def test_missing_metric_in_present_cell_is_listed(tmp_path):
+    store = tmp_path / "store"
+    put(store, "dcid", "ave", 0, {"V->A": {"acc": 50.0}})
+    grid = {"name": "m", "seeds": [0], "methods": ["dcid"], "tasks": ["ave"],
+            "table": {"columns": [{"task": "ave", "direction": "A->V"}], "rows": [{"method": "dcid"}]}}
+    bt = tables.build(tables.parse_table(grid), tables_store_results(store))
+    assert bt.missing[0]["reason"] == "'A->V' has no metric 'acc'"
+
+
+def test_world_choice_and_duplicates_are_reported(tmp_path):
+    store = tmp_path / "store"
+    put(store, "dcid", "ave", 0, {"V->A": {"acc": 10.0}}, key="old", created="2026-01-01T00:00:00+00:00")
+    put(store, "dcid", "ave", 0, {"V->A": {"acc": 20.0}}, key="new", created="2026-02-01T00:00:00+00:00")
+    put(store, "dcid", "ave", 1, {"V->A": {"acc": 30.0}})
+    put(store, "dcid", "ave", 0, {"V->A": {"acc": 99.0}}, world="smoke-s0")
+    grid = {"name": "w", "seeds": [0, 1], "methods": ["dcid"], "tasks": ["ave"],
+            "table": {"avg": False, "columns": [{"task": "ave", "direction": "V->A"}], "rows": [{"method": "dcid"}]}}
+    spec = tables.parse_table(grid)
+    bt = tables.build(spec, tables_store_results(store))
+    assert bt.index.world == "default-s0" and bt.cells[0][0].per_seed == {0: 20.0, 1: 30.0}
+    assert any("several worlds" in w for w in bt.warnings)
+    assert bt.index.duplicates == [{"method": "dcid", "task": "ave", "seed": 0, "used": "new", "ignored": ["old"]}]
+    other = tables.build(spec, tables_store_results(store), world="smoke-s0")
+    assert other.cells[0][0].per_seed == {0: 99.0} and other.missing[0]["seed"] == 1
+
+
+def test_canonical_matching_uses_the_registry_and_falls_back_to_spelling():
+    assert tables.canonical_method("tinymethod@dim=8") == "tinymethod"            # default dropped
+    assert tables.canonical_method("tinymethod@dim=4,codes=8") == "tinymethod@codes=8,dim=4"
+    assert tables.canonical_method("nosuchmethod@b=2,a=true") == "nosuchmethod@a=true,b=2"
+    assert tables.canonical_task("tinytask@fail=false") == "tinytask"
+
+
+def test_latex_escapes_specials():
+    assert tables.latex_escape("a_b 50% & c#") == r"a\_b 50\% \& c\#"
+    assert tables.latex_escape("V->A <-> x") == r"V$\rightarrow$A $\leftrightarrow$ x"
+
+
+def test_every_grid_table_reads_only_its_grid_and_main_covers_the_main_tables():
+    main = tables.grid_cells(load_grid(find_grid("main")))
+    names = tables.table_names()
+    assert {"t1", "t2", "t3", "t5", "t6", "t7", "srcid_t1", "srcid_t2", "srcid_t3", "srcid_fig3"} <= set(names)
+    for name in names:
+        grid = load_grid(find_grid(name))
+        assert tables.table_cells(tables.parse_table(grid, name)) <= tables.grid_cells(grid), name
+    for name in ("t1", "t2", "t3", "srcid_t2", "srcid_t3"):
+        assert tables.grid_cells(load_grid(find_grid(name))) <= main, name
+
+
+def test_paper_numbers_length_is_checked(tmp_path):
+    grid = {"name": "bad", "methods": ["a"], "tasks": ["t"],
+            "table": {"columns": [{"task": "t", "direction": "X"}], "rows": [{"method": "a", "paper": [1, 2, 3]}]}}
+    from benchmark.contracts import UserError
+    with pytest.raises(UserError, match="one number per column"):
+        tables.parse_table(grid, "bad.yaml")
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert cli_main(["table", "t11", "--results", str(tmp_path)]) == 2
+    assert "unknown grid 't11'; did you mean 't1'" in capsys.readouterr().err
+    assert cli_main(["table", "t1", "--results", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_empty_store_builds_every_table_with_everything_missing(tmp_path, capsys):
+    (tmp_path / "cells").mkdir()
+    assert cli_main(["table", "all", "--results", str(tmp_path), "--format", "all"]) == 0
+    written = sorted(p.name for p in (tmp_path / "tables").iterdir())
+    assert "t1.tex" in written and "srcid_fig3.meta.json" in written and "main.csv" not in written
+    assert not any((tmp_path / "cells").iterdir())   # nothing computed
+    tex = (tmp_path / "tables" / "t3.tex").read_text()
+    balanced(tex)
+    assert "% missing: vqvae × toc_recon × seed 0, 1, 2 (no result)" in tex
+
+
+# --------------------------------------------------------------------------- report plots
+def test_activation_fractions_by_hand():
+    from benchmark.report_plots import activation_fractions
+    counts = {"audio": [10, 0, 10, 10, 0], "video": [0, 10, 10, 10, 0], "text": [0, 0, 0, 10, 0]}
+    # per-modality totals 30 / 30 / 10 -> frequencies: code 0 only audio, code 1 only video,
+    # code 2 audio + video (text 0 % -> in between), code 3 all three (1/3, 1/3, 1) -> shares ≥ 5 %, code 4 dead
+    f = activation_fractions(counts)
+    assert f == {"one": pytest.approx(0.5), "two": pytest.approx(0.25), "all": pytest.approx(0.25), "used": 4,
+                 "dead": 1}
+
+
+def test_activation_normalises_each_modality_before_sharing():
+    from benchmark.report_plots import activation_fractions
+    # audio emits 100x more tokens; after per-modality normalisation code 0 is shared, not audio-only
+    f = activation_fractions({"audio": [1000, 1000], "video": [10, 10]})
+    assert f["all"] == 1.0 and f["one"] == 0.0
+
+
+def test_report_figures_from_a_store(tmp_path):
+    from benchmark.report_plots import make_report_figures
+    store = tmp_path / "store"
+    counts = {"audio": [5, 0, 3, 1], "video": [0, 4, 3, 1], "text": [0, 0, 2, 1]}
+    for seed in (0, 1):
+        for method in ("dcid", "dcid+toc"):   # a refiner reports its base's codebook: counted once, as dcid
+            put(store, method, "ave", seed, {"V->A": {"acc": 50.0}}, diagnostics={"code_counts": counts})
+    from benchmark.report_plots import collect_activation
+    assert list(collect_activation(tables_store_results(store))) == ["dcid"]
+    for method, value in (("fccid@codebook_size=256", 50.0), ("fccid", 55.0), ("fccid@codebook_size=1024", 52.0)):
+        for seed in (0, 1):
+            put(store, method, "ave", seed, {"V->A": {"acc": value + seed}, "A->V": {"acc": value}}, main="acc")
+            for task in ("avvp", "ave_avvp", "ucf_vgg"):
+                put(store, method, task, seed, {"V->A": {"f1": value}, "A->V": {"f1": value - seed}}, main="f1")
+    written, notes = make_report_figures(store)
+    names = sorted(p.name for p in written)
+    assert names == ["codebook_activation.png", "codebook_activation_simplex.png", "t7_size_curve.png"]
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.parent == store / "figures"
+    assert any("srcid_fig3" in n for n in notes)
+    assert math.isfinite(tables.build(tables.load_table("t7"), tables_store_results(store)).avg[2].summary.mean)
+
+
+def test_end_to_end_with_the_runner_on_toy_entries(tmp_path, capsys):
+    """Cells written by the real runner (tinymethod × tinytask) are matched through canonical specs:
+    `tinymethod@dim=8+toc@q=4` (a default spelled out) finds the cells stored as `tinymethod+toc@q=4`."""
+    from tasks.data import synthesize
+    world, store = tmp_path / "world", tmp_path / "store"
+    synthesize("smoke", 0, world)
+    grid = {"name": "tiny", "title": "toy", "seeds": [0, 1], "methods": ["tinymethod", "tinymethod+toc@q=4"],
+            "tasks": ["tinytask"], "table": {
+                "columns": [{"task": "tinytask", "direction": "V->A"}, {"task": "tinytask", "direction": "A->V"}],
+                "rows": [{"method": "tinymethod"}, {"method": "tinymethod@dim=8+toc@q=4", "label": "+TOC"}]}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert cli_main(["grid", str(path), "--data", str(world), "--results", str(store), "-q"]) == 0
+    assert run_table(store, tmp_path / "out", str(path), "--format", "csv,md", "--strict") == 0
+    meta = json.loads((tmp_path / "out" / "tiny.meta.json").read_text())
+    assert len(meta["cells"]) == 4 and meta["missing"] == [] and meta["git_sha"]
+    assert {c["method"] for c in meta["cells"]} == {"tinymethod", "tinymethod+toc@q=4"}
+    assert meta["world"].startswith("data:")
+
+
+def test_typo_in_a_registered_option_names_the_grid_row(tmp_path):
+    from benchmark.contracts import UserError
+    grid = {"name": "typo", "methods": ["tinymethod"], "tasks": ["tinytask"],
+            "table": {"columns": [{"task": "tinytask", "direction": "V->A"}],
+                      "rows": [{"method": "tinymethod@dimm=4"}]}}
+    with pytest.raises(UserError, match=r"typo.yaml: table.rows\[0\]: unknown option 'dimm'.*did you mean 'dim'"):
+        tables.parse_table(grid, "typo.yaml")
+
+
+def test_unknown_format_is_a_user_error(t1_store, tmp_path, capsys):
+    assert run_table(t1_store, tmp_path, "t1", "--format", "pdf") == 2
+    assert "unknown format pdf" in capsys.readouterr().err
