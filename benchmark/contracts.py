@@ -25,13 +25,15 @@ class RunContext:
     """Everything a cell needs that must NOT change its numbers (so it is never hashed).
 
     `progress(iterable, description, total)` wraps a loop in a rich progress bar (a no-op when quiet or in a
-    worker process); `log(msg)` prints one line above the bars. `scratch` is a private directory for the
-    cell (e.g. cached codes per split); `pretrain_dir` is where a method may keep resumable epoch
-    checkpoints for the pretraining it is running.
+    worker process); `log(msg)` prints one line above the bars. `scratch` is a cache directory shared by every
+    cell that uses the same frozen representation on the same data (so `ave` and `ave@protocol=reference`
+    encode once; write into it atomically); `artifacts` is the cell's own directory for extra outputs;
+    `pretrain_dir` is where a method may keep resumable epoch checkpoints for the pretraining it is running.
     """
 
     device: str = "cpu"
-    scratch: Path | None = None
+    scratch: Path | None = None      # reusable per (pretrained model, refiners, data): e.g. encoded splits
+    artifacts: Path | None = None    # files kept beside the cell's result.json (e.g. a PNG the task draws)
     pretrain_dir: Path | None = None
     progress: Callable[..., Iterable] = lambda it, description="", total=None: it
     log: Callable[[str], None] = lambda msg: None

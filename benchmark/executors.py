@@ -26,7 +26,8 @@ def phases(cells: list) -> tuple[list, list]:
 def _payload(cell, store, options, threads: int) -> dict:
     return {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
             "store": str(Path(store.root).resolve()), "threads": threads,
-            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True},
+            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True,
+                        "threads": threads},
             "world": {"profile": options.world.profile,
                       "data": str(Path(options.world.data).resolve()) if options.world.data else None,
                       "world_seed": options.world.world_seed,

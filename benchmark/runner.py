@@ -166,11 +166,15 @@ def _now() -> str:
 def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> dict:
     """Run one cell and return its result dict (not yet written)."""
     t0 = time.perf_counter()
+    ctx.scratch = None
     task = cell.task.component.entry.load()
     task.validate(cell.task.component.cfg)
     pretrained, pkey = None, None
     if getattr(task, "needs_pretrained", True):
         pretrained, pkey = get_pretrained(cell, world, store, ctx)
+        refined = "+".join(r.canonical() for r in cell.method.refiners) or "base"
+        ctx.scratch = store.root / "features" / pkey / specs.stable_hash([refined, cell.data_fingerprint])
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
         for refiner in cell.method.refiners:
             pretrained = refiner.entry.load().refine(pretrained, refiner.cfg, ctx)
         ctx.notes.setdefault("refiners", [r.canonical() for r in cell.method.refiners])
@@ -214,6 +218,7 @@ class Outcome:
 
 @dataclass
 class Options:
+    threads: int = 0  # torch intra-op threads; 0 = all cores for local, cores // workers for pools
     overwrite: str = "only-missing"
     device: str = "cpu"
     quiet: bool = False
@@ -244,8 +249,7 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
             cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
             if cached is not None:
                 return Outcome(cell, "cached", cached)
-        ctx.scratch = store.root / "scratch" / cell.key
-        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        ctx.artifacts = cell_dir
         ctx.notes = {"world": options.world.label}
         try:
             result = compute_cell(cell, world, store, ctx)
@@ -255,8 +259,6 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
                                          "task": cell.task.canonical(), "seed": cell.seed, "error": message,
                                          "traceback": traceback.format_exc(), "created": _now()})
             return Outcome(cell, "failed", error=message, seconds=time.perf_counter() - t0)
-        finally:
-            shutil.rmtree(ctx.scratch, ignore_errors=True)
         env = environment()
         env["device"] = options.device
         store.write_result(cell_dir, result, _config_of(cell, options), env)
@@ -285,7 +287,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def set_threads(n: int) -> None:
+    """Small heads on 2 cores run far faster single-threaded when several processes share the machine."""
+    import torch
+    torch.set_num_threads(max(1, n))
+
+
 def run_local(cells: list[Cell], world, store: Store, options: Options, ui) -> list[Outcome]:
+    set_threads(options.threads or (os.cpu_count() or 1))
     outcomes = []
     ctx = make_context(options, progress=ui.inner, log=ui.log)
     for cell in cells:
@@ -299,8 +308,7 @@ def run_local(cells: list[Cell], world, store: Store, options: Options, ui) -> l
 def _pool_worker(payload: dict) -> dict:
     """Runs in a child process: rebuild everything from strings (specs, paths) and run one cell."""
     os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
-    import torch
-    torch.set_num_threads(payload["threads"])
+    set_threads(payload["threads"])
     options = Options(**{**payload["options"], "world": WorldChoice(**payload["world"])})
     world = options.world.open()
     cell = plan([payload["method"]], [payload["task"]], [payload["seed"]], world)[0]
@@ -312,8 +320,8 @@ def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui
     """One process per worker; cells sharing a pretraining serialise on its lock, others run in parallel."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    base = {"overwrite": options.overwrite, "device": options.device, "quiet": True}
+    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
+    base = {"overwrite": options.overwrite, "device": options.device, "quiet": True, "threads": threads}
     world = {"profile": options.world.profile, "data": options.world.data, "world_seed": options.world.world_seed,
              "cache_root": options.world.cache_root}
     from .executors import phases

@@ -306,6 +306,7 @@ class CodebookMethod(Method):
     entry = ""                       # "module:Class" so a saved model can be rebuilt without the registry
     scales: Mapping[str, dict] = SCALES
     min_modalities = 2
+    pretrained_class: type = CodebookPretrained   # a subclass where encode/codebooks differ (concat, continuous)
 
     def settings(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         return resolve_settings(cfg, self.scales)
@@ -348,10 +349,10 @@ class CodebookMethod(Method):
         result: TrainResult = train(model, corpus, config, ctx)
         if result.start_epoch:
             ctx.notes["resumed_from_epoch"] = result.start_epoch
-        pretrained = CodebookPretrained(model, method=self.name, entry=self.entry, settings=s, shapes=shapes,
-                                        history=result.history, device=device)
+        pretrained = self.pretrained_class(model, method=self.name, entry=self.entry, settings=s, shapes=shapes,
+                                           history=result.history, device=device)
         pretrained.compute_diagnostics(corpus, s["batch_size"], ctx)
         return pretrained
 
     def load(self, directory: Path, cfg: Mapping[str, Any], ctx: RunContext) -> CodebookPretrained:
-        return CodebookPretrained.load(directory, ctx.device or "cpu", builder=self.build_model)
+        return self.pretrained_class.load(directory, ctx.device or "cpu", builder=self.build_model)

@@ -13,7 +13,8 @@ the L(L−1) ordered pairs and `torch.var` (unbiased, 1/(L−1)). We follow the 
 which dimensions are selected: paper S = (L−1)/L · code S and paper V = (L−1)/L · code V, so the paper's U_k
 is the code's U_k times the same positive constant (L−1)/L, for every λ (tested).
 
-S_k is computed in closed form, Σ_{i≠j} e^i e^j = (Σ_i e^i)² − Σ_i (e^i)², so scoring is O(L·D), not O(L²·D).
+S_k is computed in closed form, Σ_{i≠j} e^i e^j = (Σ_i e^i)² − Σ_i (e^i)², so scoring is O(L·D), not
+O(L²·D).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ CRITERIA = ("both", "sim", "var")
 
 # --------------------------------------------------------------------------- scores (pure math)
 def inter_code_similarity(codebook: torch.Tensor) -> torch.Tensor:
-    """Eq. 15, per dimension: S_k = ((Σ_i e_k^i)² − Σ_i (e_k^i)²) / (L(L−1)). codebook [L, D] -> [D] (float64)."""
+    """Eq. 15 per dimension: S_k = ((Σ_i e_k^i)² − Σ_i (e_k^i)²) / (L(L−1)). codebook [L, D] -> [D] float64."""
     e = codebook.detach().to(torch.float64)
     n = e.shape[0]
     if n < 2:
@@ -55,7 +56,7 @@ def toc_scores(codebook: torch.Tensor, lam: float = 0.3, criterion: str = "both"
 
 
 def select_dims(scores: torch.Tensor, q: int, n_max: int = 1, n_min: int = 0) -> torch.Tensor:
-    """Indices (ascending) of the kept dimensions: the top ⌊q/(max+min)⌋·max and bottom ⌊q/(max+min)⌋·min by score.
+    """Indices (ascending) of the kept dims: the top ⌊q/(max+min)⌋·max and bottom ⌊q/(max+min)⌋·min by score.
 
     This is the released scripts' `max:min` split; with min=0 it is a plain top-q. When q is not a multiple of
     max+min fewer than q dimensions are kept, as coded. A stable sort makes ties deterministic. scores [D].

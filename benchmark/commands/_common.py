@@ -30,6 +30,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slurm-cluster", default=None, choices=(None, "slurm", "local", "debug"),
                    help="submitit backend (default: auto-detect; local/debug run without Slurm)")
     p.add_argument("--shard", metavar="i/n", help="run only every n-th cell starting at i (sorted cell list)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per process (0 = cores for local, cores/workers for pool/ray)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (never hashed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -40,7 +42,7 @@ def options_from(args, profile_default: str = "default") -> runner.Options:
         raise UserError(f"--results '{results}' is not a directory")
     world = runner.WorldChoice(profile=None if args.data else (args.profile or profile_default), data=args.data,
                                world_seed=args.world_seed, cache_root=str(results / "data"))
-    return runner.Options(overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world)
+    return runner.Options(threads=args.threads, overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world)
 
 
 def execute(planner, args, profile_default: str = "default", title: str = "cells"):

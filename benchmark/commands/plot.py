@@ -41,14 +41,16 @@ def load_codebook(path: str, key: str | None = None):
             obj = torch.load(file, map_location="cpu", weights_only=True)
             found = ({k: v for k, v in obj.items() if hasattr(v, "shape")} if isinstance(obj, dict) else {None: obj})
         else:
-            raise UserError(f"--codebook '{path}': expected a .npy, .npz, .pt or .pth file, got '{suffix or 'no suffix'}'")
+            raise UserError(f"--codebook '{path}': expected a .npy, .npz, .pt or .pth file, "
+                            f"got '{suffix or 'no suffix'}'")
     except UserError:
         raise
     except Exception as exc:  # unreadable or corrupt file: a user error, not a traceback
         raise UserError(f"--codebook '{path}' could not be read: {type(exc).__name__}: {exc}") from exc
     if key is not None:
         if key not in found:
-            raise UserError(f"--codebook '{path}' has no entry '{key}'; entries: {', '.join(map(str, found)) or '(none)'}")
+            raise UserError(f"--codebook '{path}' has no entry '{key}'; "
+                            f"entries: {', '.join(map(str, found)) or '(none)'}")
         array = found[key]
     else:
         matrices = {k: v for k, v in found.items() if len(getattr(v, "shape", ())) == 2}
@@ -90,8 +92,9 @@ def toc_heatmap_main(args) -> int:
     kept = select_dims(toc_scores(torch.from_numpy(codebook), args.lam, args.criterion), args.q, args.max, args.min)
     summary = toc_heatmap(codebook, kept.tolist(), args.out,
                           title=f"TOC ({args.criterion}, λ={args.lam:g}, max:min={args.max}:{args.min})")
-    console.print(f"wrote {summary['path']}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} dims; "
-                  f"mean off-diagonal |cos| {summary['mean_abs_cos_before']:.3f} -> {summary['mean_abs_cos_after']:.3f}")
+    console.print(f"wrote {summary['path']}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} "
+                  f"dims; mean off-diagonal |cos| {summary['mean_abs_cos_before']:.3f} -> "
+                  f"{summary['mean_abs_cos_after']:.3f}", soft_wrap=True)
     return 0
 
 

@@ -213,6 +213,10 @@ class FeatureFile:
             raise UserError(f"{self.path}: no '{key}' (has: {', '.join(self.split_names) or 'no splits'})")
         return self.h5[key][()].astype(np.int64)
 
+    def ids(self) -> list[str] | None:
+        """Source clip ids of imported files (None for synthetic ones)."""
+        return [_attr(v) for v in self.h5["ids"][()]] if "ids" in self.h5 else None
+
     def pairs(self, name: str) -> np.ndarray:
         key = f"pairs/{name}"
         if key not in self.h5:
@@ -375,6 +379,9 @@ class NativeWriter:
                     FeatureFile(self._tmp).close()   # validate before publishing
                 except UserError as err:
                     raise UserError(str(err).replace(str(self._tmp), str(self.path))) from None
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)   # mkstemp makes 0600; published files follow the umask
                 os.replace(self._tmp, self.path)
         finally:
             if self._tmp and os.path.exists(self._tmp):
@@ -402,6 +409,10 @@ class NativeWriter:
 
     def pairs(self, name: str, pairs: np.ndarray) -> None:
         self.f.create_dataset(f"pairs/{name}", data=np.asarray(pairs, dtype=np.int64), track_times=False)
+
+    def ids(self, ids: Iterable[str]) -> None:
+        """Source clip ids `[N]` (importers), so a row can be traced back to the user's files."""
+        self.f.create_dataset("ids", data=np.array(list(ids), dtype=h5py.string_dtype()), track_times=False)
 
 
 @contextlib.contextmanager
