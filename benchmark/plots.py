@@ -58,7 +58,8 @@ def toc_heatmap(codebook, selected: Sequence[int], path, title: str = "") -> dic
     """Side-by-side code-by-code cosine similarity before / after keeping only the `selected` dims.
 
     codebook [L, D]; selected: kept dimension indices. Writes a PNG at `path`; returns the path and the mean
-    off-diagonal cosine similarity before and after (lower = more distinct codes, the effect Fig. 2 shows).
+    off-diagonal cosine similarity before and after (Eq. 12's S, which TOC lowers: more distinct codes, the effect
+    Fig. 2 shows), and the mean |cos| (which need not fall: high-variance dims can make codes anti-correlated).
     """
     e = _as_numpy(codebook)
     if e.ndim != 2:
@@ -73,7 +74,8 @@ def toc_heatmap(codebook, selected: Sequence[int], path, title: str = "") -> dic
     for ax, matrix, label, key in ((axes[0], before, f"original codebook (D={e.shape[1]})", "before"),
                                    (axes[1], after, f"after TOC (Q={len(kept)})", "after")):
         image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(f"{label}\nmean off-diagonal |cos| = {summary[f'mean_abs_cos_{key}']:.3f}", fontsize=10)
+        ax.set_title(f"{label}\nmean off-diagonal cos = {summary[f'mean_cos_{key}']:.3f} "
+                     f"(|cos|: {summary[f'mean_abs_cos_{key}']:.3f})", fontsize=10)
         ax.set_xlabel("code")
         ax.set_ylabel("code")
     fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")

@@ -90,6 +90,8 @@ def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable
     methods = [specs.parse_method(m) for m in method_specs]
     tasks = [specs.parse_task(t) for t in task_specs]
     for task in tasks:
+        for method in methods:
+            _check_pairing(method, task)
         datasets, needs_pretrained = task_datasets(task)
         names = (("pretrain",) if needs_pretrained else ()) + datasets
         fingerprint = world.fingerprint(names) if world is not None else ""
@@ -103,6 +105,43 @@ def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable
                     seen.add(ident)
                     cells.append(cell)
     return sorted(cells, key=Cell.sort_key)
+
+
+def _check_pairing(method: specs.MethodSpec, task: specs.TaskSpec) -> None:
+    """Some entries only make sense together (vqvae is trained inside toc_recon): refuse other pairings."""
+    only_methods = task.component.entry.extra.get("only_methods")
+    only_tasks = method.base.entry.extra.get("only_tasks")
+    if only_methods and method.base.name not in only_methods:
+        raise UserError(f"task '{task.name}' runs only with method(s) {', '.join(only_methods)}, "
+                        f"not '{method.base.name}'")
+    if only_tasks and task.name not in only_tasks:
+        raise UserError(f"method '{method.base.name}' runs only with task(s) {', '.join(only_tasks)}, "
+                        f"not '{task.name}'")
+
+
+class NoWorld:
+    """Stand-in world for grids whose tasks read no feature files (toc_recon): nothing to generate."""
+
+    root = None
+
+    def open(self, name):
+        raise UserError(f"this run reads no feature files, yet '{name}' was requested")
+
+    def fingerprint(self, names) -> str:
+        if list(names):
+            raise UserError("this run reads no feature files")
+        return specs.stable_hash("no-data")
+
+    def corpus(self):
+        raise UserError("this run has no pretraining corpus")
+
+
+def needs_world(cells: list[Cell]) -> bool:
+    for cell in cells:
+        datasets, needs_pretrained = task_datasets(cell.task)
+        if datasets or needs_pretrained:
+            return True
+    return False
 
 
 def shard(cells: list[Cell], spec: str | None) -> list[Cell]:

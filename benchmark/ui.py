@@ -75,7 +75,7 @@ class CellProgress:
 
 def fmt(value) -> str:
     if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.4g}"
+        return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
     return str(value)
 
 

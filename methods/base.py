@@ -328,6 +328,9 @@ class CodebookMethod(Method):
                             f"the corpus has {steps}")
         return names
 
+    def check_shapes(self, shapes: Mapping[str, tuple], settings: Mapping[str, Any]) -> None:
+        """Raise UserError for corpus shapes the model cannot train on (beyond `modalities_of`)."""
+
     def resume_tag(self, settings: Mapping[str, Any], shapes, corpus, seed: int) -> str:
         from benchmark.spec import stable_hash
         return stable_hash({"method": self.name, "settings": {k: v for k, v in settings.items() if k != "epochs"},
@@ -341,6 +344,7 @@ class CodebookMethod(Method):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {device} asked for, but torch sees no CUDA device")
         shapes = {m: tuple(corpus.feature_shape(m)) for m in self.modalities_of(corpus)}
+        self.check_shapes(shapes, s)
         torch.manual_seed(seed)
         model = self.build_model(shapes, s).to(dtype=DTYPES[s["dtype"]]).to(device)
         config = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], clip=s["clip"],

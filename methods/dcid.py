@@ -2,9 +2,9 @@
 disentangling each modality into a modal-general part Φ^m (quantized with one shared codebook) and a modal-specific
 part Ψ^m, with
     L = Σ_m [ MSE(x^m, D^m(q^m, Ψ^m)) + commit^m + CLUB(q^m; Ψ^m) ] + cross-CPC(Φ) + CMCM(Φ)      (all weights 1)
-CLUB (Eq. 9) pushes the general/specific MI down, cross-modal CPC (Eq. 10) pushes the MI between modalities'
-general features up, CMCM aligns their soft code assignments, and the multi-modal EMA (Eq. 7) / cross commitment
-(Eq. 8) tie the modalities to the same codes. Quantizer variants (SRCID Table I): vq (default), rvq, fsq.
+CLUB (vCLUB, seed-000 paper Eq. 20) pushes the general/specific MI down, cross-modal CPC (Eq. 21 there) pushes
+the MI between modalities' general features up, CMCM aligns their soft code assignments, and the multi-modal EMA
+(DCID Eq. 7) / cross commitment (self 2β, cross β/2) tie the modalities to the same codes. Quantizer variants (SRCID Table I): vq (default), rvq, fsq.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from benchmark.contracts import UserError
 
 from .alignment import cmcm_loss
 from .base import CodebookMethod, canonical_modalities
@@ -93,6 +95,12 @@ class DCIDModel(nn.Module):
 
 class DCID(CodebookMethod):
     entry = "methods.dcid:DCID"
+
+    def check_shapes(self, shapes, settings) -> None:
+        steps = next(iter(shapes.values()))[0]
+        if settings["cpc"] and steps < settings["cpc_horizon"] + 2:
+            raise UserError(f"dcid: cross-modal CPC with cpc_horizon={settings['cpc_horizon']} needs clips of at "
+                            f"least {settings['cpc_horizon'] + 2} steps, the corpus has T={steps} (or set cpc=false)")
 
     def build_model(self, shapes, settings) -> DCIDModel:
         return DCIDModel(shapes, settings)

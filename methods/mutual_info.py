@@ -2,7 +2,7 @@
 
 - `CLUB` (Cheng et al. 2020): a Gaussian q(y|x) = N(μ(x), diag e^{logvar(x)}) learnt by likelihood; the sampled
   vCLUB bound I ≈ E_p(x,y)[log q(y|x)] − E_p(x)E_p(y)[log q(y|x)] with in-batch shuffled negatives.
-- `CrossCPC` (Oord et al. 2018, DCID Eq. 10): per-modality LSTM contexts predict every modality's features r steps
+- `CrossCPC` (Oord et al. 2018; seed-000 paper Eq. 21): per-modality LSTM contexts predict every modality's features r steps
   ahead; in-batch negatives; cross pairs weigh 1, self pairs 0.1.
 - `info_nce`: cosine InfoNCE with in-batch negatives (FCCID's AV↔text term).
 """
@@ -47,7 +47,7 @@ class CLUB(nn.Module):
         return -self.log_likelihood(x, y)
 
     def mi_upper_bound(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """vCLUB estimate (CLUB Eq. 4 with one shuffled negative per sample): x `[B, (T,) Dx]`, y `[B, (T,) Dy]`.
+        """vCLUB estimate (seed-000 paper Eq. 20, one shuffled negative per sample): x `[B, (T,) Dx]`, y `[B, (T,) Dy]`.
 
         As coded for sequences: squared errors and logvar are averaged over T first, i.e. per clip
         −mean_T (μ−y)² / exp(mean_T logvar); negatives pair clip i's x with clip π(i)'s y (π a random
@@ -96,7 +96,7 @@ def sample_anchor(length: int, horizon: int, generator: torch.Generator | None =
 
 
 class CrossCPC(nn.Module):
-    """Cross-modal CPC over continuous modal-general features `{m: [B, T, D]}` (DCID Eq. 10).
+    """Cross-modal CPC over continuous modal-general features `{m: [B, T, D]}` (seed-000 paper Eq. 21).
 
     One LSTM pass per modality over steps 0..t gives the context c^m_t; W^m_r c^m_t predicts f^n_{t+r} for every
     modality n and horizon r = 1..R at once (batched einsums, no loop over time, pairs or horizons). Each

@@ -51,7 +51,7 @@ def mixing_weights(n_modalities: int, self_weight: float) -> Tensor:
 
 
 def commitment_weights(n_modalities: int, beta: float, cross: bool = True) -> tuple[float, float]:
-    """(self, cross-each) commitment weights. Cross-modal (DCID Eq. 8): self 2β, cross β split over the others
+    """(self, cross-each) commitment weights. Cross-modal (DCID paper): self 2β, cross β split over the others
     (β/2 each for three modalities, β for two: the released 0.5 / 0.125 and 0.5 / 0.25 for β = 0.25).
     Plain VQ-VAE commitment (`cross=False`): self β, no cross terms."""
     if not cross or n_modalities == 1:
@@ -141,7 +141,7 @@ class MultiModalEMAQuantizer(Quantizer):
         return QuantizerOutput(quantized, idx, losses)
 
     def commitment(self, z: dict[str, Tensor], codes: dict[str, Tensor]) -> dict[str, Tensor]:
-        """commit_m = 2β·MSE(z_m, sg e_m) + Σ_o β/(M−1)·MSE(z_m, sg e_o) (DCID Eq. 8; e_o: o's code at (b, t));
+        """commit_m = 2β·MSE(z_m, sg e_m) + Σ_o β/(M−1)·MSE(z_m, sg e_o) (e_o: o's code at the same (b, t));
         β·MSE(z_m, sg e_m) alone without cross commitment."""
         names = list(codes)
         w_self, w_cross = commitment_weights(len(names), self.beta, self.cross_commitment)

@@ -4,9 +4,12 @@ For every codebook dimension k the codebook e ∈ R^{L×D} (L codes) is scored b
     Eq. 15  S_k = mean over ordered code pairs i≠j of e_k^i·e_k^j        (inter-code similarity)
     Eq. 16  V_k = variance of e_k over the L codes                      (inter-code variance)
     Eq. 17  U_k = λ·V_k − (1−λ)·S_k                                      (λ = 0.3)
-and the top-Q dimensions by U_k are kept. Downstream heads then see only those dimensions of the quantized
-vectors; codes are still chosen by the full-D nearest-neighbour search (as in the released `cal_criterion`
-scripts, ORIGINAL_CODE §2.2). Nothing is retrained.
+and the top-Q dimensions by U_k are kept (Q defaults to D/2: the paper's 128 of 256, and still meaningful for the
+narrower CPU-preset codebooks). Downstream heads then see only those dimensions of the quantized vectors; codes
+are still chosen by the full-D nearest-neighbour search (as in the released `cal_criterion` scripts,
+ORIGINAL_CODE §2.2). Nothing is retrained. Several codebooks whose vectors encode() concatenates (SRCID's two
+layers, TURN's chunks) get Q dims each; residual levels that add up in one D-wide vector share one selection,
+scored on the first level (the coarse one that carries most of the vector).
 
 Normalisation. The paper writes Eq. 15 with 1/L² and Eq. 16 with 1/L; the released code takes the *mean* over
 the L(L−1) ordered pairs and `torch.var` (unbiased, 1/(L−1)). We follow the code. The choice cannot change
@@ -150,10 +153,15 @@ def refine_codebooks(codebooks: Sequence[torch.Tensor], cfg: Mapping[str, Any], 
     layers, scores = [], []
     for cb in books:
         s = toc_scores(cb, cfg["lam"], cfg["criterion"])
-        layers.append(select_dims(s, cfg["q"], cfg["max"], cfg["min"]))
+        layers.append(select_dims(s, resolve_q(cfg["q"], cb.shape[1]), cfg["max"], cfg["min"]))
         scores.append(s)
     index = torch.cat([kept + off for kept, off in zip(layers, offsets)])
     return Selection(tuple(layers), tuple(scores), index)
+
+
+def resolve_q(q: int | None, width: int) -> int:
+    """Dims to keep from a codebook of `width` dims: q, or half the width when q is None (the paper's 128 of 256)."""
+    return max(1, width // 2) if q is None else int(q)
 
 
 def check_options(cfg: Mapping[str, Any]) -> None:

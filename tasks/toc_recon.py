@@ -1,8 +1,8 @@
 """`toc_recon`: TOC on a single-modal codebook, masked reconstruction (seed 000 Table 3 and Fig. 3).
 
-A VQ-VAE (`methods.vqvae`) is trained on scikit-learn's bundled 8×8 digits (1,797 images, offline; the
-train/test split is drawn from the seed). The test images are then reconstructed with a fraction of the D
-codebook dimensions zeroed in the quantized vectors fed to the decoder (codes unchanged):
+A VQ-VAE (`methods.vqvae`, VQ-EMA codebook) is trained on scikit-learn's bundled 8×8 digits (1,797 images,
+offline; the train/test split is drawn from the seed). The test images are then reconstructed with a fraction of
+the D codebook dimensions masked (zeroed by default) in the quantized vectors fed to the decoder (codes unchanged):
   - TOC: keep the top (1 − ratio)·D dims by U_k (Eq. 17) of the trained codebook;
   - random: `n_random` uniformly random keep-sets of the same size.
 Per mask ratio we report `mse_toc`, `mse_random` (mean over the random masks; the paper's R100-avg) and `count`
@@ -16,12 +16,15 @@ ratios; with `mean` only the information across codes is removed.
 
 Sizes. The paper uses a 128×128 codebook on CelebA-HQ 256×256. Digits are 8×8 = 64 pixels, with a 4×4 latent
 grid, so the default keeps 128 codes but halves the width to D = 64 (a multiple of 8, so every ratio k/8 keeps a
-whole number of dims); `dim=128` gives the paper's exact codebook shape and runs as fast.
+whole number of dims); `dim=128` gives the paper's exact codebook shape (about 1.5× slower).
 
 The task is self-contained (`needs_pretrained = False`, no feature files): it ignores `pretrained` and is meant
-to run as `run --method vqvae --task toc_recon`. A PNG like Fig. 3 is written into `ctx.scratch`.
+to run as `run --method vqvae --task toc_recon`. A PNG like Fig. 3 is written into `ctx.artifacts`.
 """
 from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,13 +42,20 @@ def direction(ratio: float) -> str:
     return f"mask{ratio * 100:g}"
 
 
+@lru_cache(maxsize=1)
+def _digits() -> np.ndarray:
+    from sklearn.datasets import load_digits
+    images = load_digits().images.astype(np.float32) / 16.0   # [1797, 8, 8], pixel values 0..16
+    images.setflags(write=False)
+    return images
+
+
 def digits_split(seed: int, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
     """sklearn's 8×8 digits scaled to [0, 1], split by a seeded permutation -> (train, test) [N, 1, 8, 8]."""
-    from sklearn.datasets import load_digits
-    images = load_digits().images.astype(np.float32) / 16.0
+    images = _digits()
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = int(round(test_fraction * len(images)))
-    x = torch.from_numpy(images)[:, None]
+    x = torch.tensor(images)[:, None]
     return x[order[n_test:]], x[order[:n_test]]
 
 
@@ -109,9 +119,9 @@ class TOCRecon(Task):
 
         notes = {"mse_unmasked": full_mse, "codes_used": int(codes.unique().numel()),
                  "train_images": len(train), "test_images": len(test)}
-        if ctx.scratch is not None:
+        if ctx.artifacts is not None:   # the cell's own directory, kept beside result.json
             from benchmark.plots import image_rows
-            path = image_rows(figure_rows, ctx.scratch / "toc_recon_fig3.png",
+            path = image_rows(figure_rows, Path(ctx.artifacts) / "toc_recon_fig3.png",
                               title=f"masked dims set to {cfg['fill']}: TOC keeps the top dims by "
                                     f"{cfg['criterion']} score; random = the median-MSE random mask")
             notes["figure"] = str(path)

@@ -213,6 +213,9 @@ def test_corpus_problems_are_user_errors():
     uneven = ArrayCorpus({"audio": rng.standard_normal((8, 5, 4)), "text": rng.standard_normal((8, 6, 4))})
     with pytest.raises(UserError, match="same T"):
         run(corpus=uneven)
+    short = ArrayCorpus({"audio": rng.standard_normal((8, 2, 4)), "text": rng.standard_normal((8, 2, 4))})
+    with pytest.raises(UserError, match="cpc_horizon"):
+        run(corpus=short)
 
 
 def test_card_exposes_the_issue_options():

@@ -55,8 +55,10 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     # validate every spec before generating data (cheap, and a typo should not wait for a world)
-    planner(None)
-    world = options.world.open(generate=options.overwrite != "only-cache")
+    if runner.needs_world(planner(None)):
+        world = options.world.open(generate=options.overwrite != "only-cache")
+    else:
+        world = runner.NoWorld()
     if world is None:
         raise UserError(f"world {options.world.label} is not generated yet and --overwrite only-cache computes nothing")
     cells = runner.shard(planner(world), args.shard)

@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
 
     i = dsub.add_parser("info", help="validate and describe a native file (or every file of a world folder)")
     i.add_argument("path", metavar="FILE|DIR")
+    i.add_argument("--full", action="store_true", help="check every clip for NaN/Inf (opening samples 32 clips)")
     i.set_defaults(func=info)
 
     imp = dsub.add_parser("import", help="convert AVE-ECCV18 / CMG / AVVP layouts to a native file")
@@ -74,17 +75,24 @@ def _common_import(p, zips: bool = False) -> None:
 
 @contextlib.contextmanager
 def _progress(quiet: bool):
-    """A `progress(iterable, description, total)` callback drawing rich bars on stderr (a no-op when quiet)."""
-    if quiet:
+    """A `progress(iterable, description, total)` callback drawing rich bars on a terminal's stderr.
+
+    The display starts with the first bar, so input errors found before any work print only their one line."""
+    if quiet or not err_console.is_terminal:
         yield None
         return
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=True)
 
     def track(iterable, description="", total=None):
+        if not bars.live.is_started:
+            bars.start()
         return bars.track(iterable, description=description, total=total)
-    with bars:
+    try:
         yield track
+    finally:
+        if bars.live.is_started:
+            bars.stop()
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -120,24 +128,29 @@ def info(args) -> int:
     from tasks.data import FeatureFile
     path = Path(args.path)
     if path.is_dir():
-        _print_world(path)
+        _print_world(path, full=args.full)
         return 0
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     with FeatureFile(path) as ff:
+        if args.full:
+            ff.scan()
         _print_file(ff)
     return 0
 
 
-def _print_world(root: Path) -> None:
+def _print_world(root: Path, full: bool = False) -> None:
     from tasks.data import open_world
     world = open_world(root)
     names = world.names()
     if not names:
         raise UserError(f"{root}: no .h5 files")
+    if full:
+        for name in names:
+            world.open(name).scan()
     table = Table(title=f"world {root}", title_justify="left")
     for col in ("file", "N", "features per clip", "classes", "labels / pairs", "splits", "fingerprint"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("file", "fingerprint"))
     for name in names:
         ff = world.open(name)
         ns = "/".join(str(n) for n in dict.fromkeys(ff.n(m) for m in ff.modalities))

@@ -70,7 +70,7 @@ def _toc_heatmap_parser(figures) -> None:
     p = figures.add_parser("toc-heatmap", help="codebook cosine similarity before / after TOC (seed 000 Fig. 2)")
     p.add_argument("--codebook", required=True, metavar="FILE", help="[L, D] codebook: .npy, .npz, .pt or .pth")
     p.add_argument("--key", help="entry to use when the file holds several arrays")
-    p.add_argument("--q", type=int, default=128, help="dims kept by TOC (default 128)")
+    p.add_argument("--q", type=int, default=None, help="dims kept by TOC (default: half the width, 128 of 256)")
     p.add_argument("--lam", type=float, default=0.3, help="λ of Eq. 17 (default 0.3)")
     p.add_argument("--criterion", choices=("both", "sim", "var"), default="both")
     p.add_argument("--max", type=int, default=1, help="max:min split (released scripts), default 1:0")
@@ -82,19 +82,21 @@ def _toc_heatmap_parser(figures) -> None:
 def toc_heatmap_main(args) -> int:
     import torch
 
-    from methods.toc import check_options, select_dims, toc_scores
+    from methods.toc import check_options, resolve_q, select_dims, toc_scores
 
     from ..plots import toc_heatmap
     from ..ui import console
     cfg = {"q": args.q, "lam": args.lam, "criterion": args.criterion, "max": args.max, "min": args.min}
     check_options(cfg)
     codebook = load_codebook(args.codebook, args.key)
-    kept = select_dims(toc_scores(torch.from_numpy(codebook), args.lam, args.criterion), args.q, args.max, args.min)
+    q = resolve_q(args.q, codebook.shape[1])
+    kept = select_dims(toc_scores(torch.from_numpy(codebook), args.lam, args.criterion), q, args.max, args.min)
     summary = toc_heatmap(codebook, kept.tolist(), args.out,
                           title=f"TOC ({args.criterion}, λ={args.lam:g}, max:min={args.max}:{args.min})")
     console.print(f"wrote {summary['path']}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} "
-                  f"dims; mean off-diagonal |cos| {summary['mean_abs_cos_before']:.3f} -> "
-                  f"{summary['mean_abs_cos_after']:.3f}", soft_wrap=True)
+                  f"dims; mean off-diagonal cos {summary['mean_cos_before']:.3f} -> {summary['mean_cos_after']:.3f} "
+                  f"(|cos| {summary['mean_abs_cos_before']:.3f} -> {summary['mean_abs_cos_after']:.3f})",
+                  soft_wrap=True)
     return 0
 
 

@@ -98,7 +98,8 @@ def write_native(out: Path, dataset: str, classes: list[str], n: int, sources: d
                 block = np.asarray(rows(start, stop), dtype=np.float32)
                 finite = np.isfinite(block.reshape(len(block), -1)).all(1)
                 if not finite.all():
-                    raise UserError(f"{where}: expected finite values, found NaN/Inf in clip {start + int(np.argmin(finite))}")
+                    bad = start + int(np.argmin(finite))
+                    raise UserError(f"{where}: expected finite values, found NaN/Inf in clip {bad}")
                 w.write(m, start, block)
         for name, value in labels.items():
             w.labels(name, value)

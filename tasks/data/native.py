@@ -314,6 +314,18 @@ class FeatureFile:
             if bad.size:
                 raise _err(self.path, key, f"index {int(bad[0])} out of range, expected {low} <= i < {n}")
 
+    def scan(self) -> None:
+        """Full NaN/Inf check of every clip (opening only samples SAMPLE_ROWS clips), one slab at a time."""
+        for m in self.modalities:
+            n = self.n(m)
+            rows = max(1, READ_BLOCK_BYTES // max(1, 4 * int(np.prod(self.feature_shape(m)))))
+            for start in range(0, n, rows):
+                block = self.read(m, np.arange(start, min(start + rows, n)))
+                finite = np.isfinite(block.reshape(len(block), -1)).all(1)
+                if not finite.all():
+                    raise _err(self.path, m, f"expected finite values, found NaN/Inf in clip "
+                                             f"{start + int(np.argmin(finite))}")
+
     # ---- fingerprint
     @property
     def fingerprint(self) -> str:
@@ -367,7 +379,10 @@ class NativeWriter:
         if self.generator is not None:
             a["generator"] = json.dumps(self.generator, sort_keys=True)
         for key, value in self.extra.items():
-            a[key] = value if isinstance(value, (str, int, float)) else json.dumps(value, sort_keys=True)
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                a[key] = np.array(value, dtype=h5py.string_dtype())
+            else:
+                a[key] = value if isinstance(value, (str, int, float)) else json.dumps(value, sort_keys=True)
         return self
 
     def __exit__(self, exc_type, exc, tb):

@@ -106,7 +106,7 @@ class Knobs:
                 if isinstance(default, bool):
                     value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
                 elif isinstance(default, tuple) or default is None:
-                    value = tuple(value) if value is not None else None
+                    value = None if value is None or str(value).lower() in ("none", "null") else tuple(value)
                 else:
                     value = type(default)(value)
             except (TypeError, ValueError):
@@ -208,8 +208,8 @@ class Sensor:
         h = u @ self.w1 + self.b1
         if self.kind == "audio":      # smooth, signed (VGGish embeddings are signed)
             return np.tanh(h) @ self.w2 + self.b2
-        if self.kind == "video":      # rectified twice, non-negative like conv pool5 activations
-            return np.maximum(np.maximum(h, 0.0) @ self.w2 + self.b2, 0.0)
+        if self.kind == "video":      # rectified: non-negative and partly zero, like conv pool5 activations
+            return np.maximum(np.tanh(h) @ self.w2 + self.b2, 0.0)
         y = _gelu(h) @ self.w2 + self.b2   # text: GELU then per-token layer norm, like transformer outputs
         y -= y.mean(-1, keepdims=True)
         y /= np.sqrt((y ** 2).mean(-1, keepdims=True) + 1e-6)
@@ -265,7 +265,7 @@ def build_universe(seed: int, k: Knobs) -> Universe:
         w1 = rng.standard_normal((d_u, h)) / np.sqrt(d_u)
         b1 = 0.5 * rng.standard_normal(h)
         w2 = rng.standard_normal((h, d)) / np.sqrt(h)
-        b2 = (-0.25 if m == "video" else 0.0) + 0.1 * rng.standard_normal(d)
+        b2 = 0.1 * rng.standard_normal(d)
         sensors[m] = Sensor(*(a.astype(np.float32) for a in (w1, b1, w2, b2)), kind=m)
     return Universe(k, names, prototypes, content, phrasing, token_codes, cell_codes, sensors, class_sets)
 
