@@ -37,7 +37,7 @@ class WorldChoice:
     def label(self) -> str:
         return f"data:{self.data}" if self.data else f"{self.profile}-s{self.world_seed}"
 
-    def open(self, generate: bool = True):
+    def open(self, generate: bool = True, progress=None):
         from tasks.data import ensure_world, open_world  # heavy-ish; only when a world is needed
         if self.data:
             root = Path(self.data)
@@ -47,7 +47,7 @@ class WorldChoice:
         root = Path(self.cache_root) / f"{self.profile}-s{self.world_seed}"
         if not generate and not (root / ".complete").exists():
             return None
-        return open_world(ensure_world(self.profile, self.world_seed, self.cache_root))
+        return open_world(ensure_world(self.profile, self.world_seed, self.cache_root, progress=progress))
 
 
 def seed_everything(seed: int) -> None:

@@ -16,7 +16,7 @@ class CellProgress:
     """Top bar over cells with cached / ran / failed counters; inner bars (pretraining epochs, head
     training) appear under it while they run and vanish when done. Quiet mode prints nothing."""
 
-    def __init__(self, total: int, quiet: bool = False, title: str = "cells"):
+    def __init__(self, total: int | None, quiet: bool = False, title: str = "cells"):
         self.quiet = quiet
         self.counts = {"cached": 0, "ran": 0, "failed": 0, "missing": 0}
         self.title = title
@@ -25,7 +25,7 @@ class CellProgress:
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                      MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
                                      transient=False, refresh_per_second=4)
-            self.task = self.progress.add_task(self._describe(""), total=total)
+            self.task = self.progress.add_task(self._describe(""), total=total) if total is not None else None
 
     def _describe(self, current: str) -> str:
         c = self.counts
@@ -43,12 +43,12 @@ class CellProgress:
             self.progress.stop()
 
     def start(self, cell) -> None:
-        if self.progress:
+        if self.progress and self.task is not None:
             self.progress.update(self.task, description=self._describe(cell.label))
 
     def done(self, outcome) -> None:
         self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
-        if self.progress:
+        if self.progress and self.task is not None:
             self.progress.update(self.task, advance=1, description=self._describe(""))
         if outcome.status == "failed":
             self.log(f"[red]failed[/] {outcome.cell.label}: {outcome.error}")

@@ -41,9 +41,10 @@ AV = ("audio", "video")
 SIDE = {"audio": "av", "video": "av", "text": "text"}     # which coarse projection / encoders a modality uses
 FCCID_SCALES = {
     # the released FCID: 1 transformer layer, CLUB hidden 256, 2-layer CPC LSTMs, 4 epochs (checkpoint at step 2000)
-    "paper": {**SCALES["paper"], "quantizer": "vq", "layers": 1, "club_hidden": 256, "epochs": 4, "mi_steps": 5, "text_lstm": False},
-    "default": {**SCALES["default"], "quantizer": "vq", "epochs": 4, "batch_size": 128, "mi_steps": 5, "text_lstm": False,
-                "dropout": 0.0},
+    "paper": {**SCALES["paper"], "quantizer": "vq", "layers": 1, "club_hidden": 256, "epochs": 4, "mi_steps": 5,
+              "text_lstm": False},
+    "default": {**SCALES["default"], "quantizer": "vq", "epochs": 4, "batch_size": 128, "mi_steps": 5,
+                "text_lstm": False},
 }
 
 

@@ -44,7 +44,7 @@ LABEL_MODES = ("auto", "clip", "instance")
 SIMMMDG_SCALES = {
     "paper": {**SCALES["paper"], "proj_dims": [2048, 2048, 128], "trans_hidden": 2048},
     "default": {**SCALES["default"], "proj_dims": [128, 128, 64], "trans_hidden": 128, "epochs": 4,
-                "batch_size": 128, "dropout": 0.0},
+                "batch_size": 128},
 }
 
 
@@ -269,8 +269,8 @@ class SimMMDG(CodebookMethod):
     def pretrain(self, corpus, cfg: Mapping[str, Any], seed: int, ctx: RunContext) -> ContinuousPretrained:
         """Resolve `labels` against the corpus, then the shared loop (labels ride along in each batch)."""
         self.validate(cfg)
-        labels = corpus_clip_labels(corpus) if cfg["labels"] in ("auto", "clip") else None
-        if cfg["labels"] == "clip" and labels is None:
+        labels = corpus_clip_labels(corpus) if cfg.get("labels", "auto") in ("auto", "clip") else None
+        if cfg.get("labels") == "clip" and labels is None:
             raise UserError(f"method '{self.name}': labels=clip, but the pretraining corpus has no labels/clip "
                             "(use labels=instance)")
         mode = "clip" if labels is not None else "instance"

@@ -40,7 +40,7 @@ INFERENCE_ONLY = ("only1",)     # options that never change pretraining (exclude
 SRCID_SCALES = {
     "paper": {**SCALES["paper"], "quantizer": "vq", "epochs": 5, "warm_epoch": 3, "mi_steps": 5},
     "default": {**SCALES["default"], "quantizer": "vq", "epochs": 4, "warm_epoch": 2, "batch_size": 128,
-                "mi_steps": 5, "dropout": 0.0},
+                "mi_steps": 5},
 }
 
 

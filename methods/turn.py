@@ -36,7 +36,7 @@ from .trainer import Step
 
 TURN_SCALES = {
     "paper": {**SCALES["paper"], "chunks": 4},
-    "default": {**SCALES["default"], "chunks": 4, "epochs": 4, "batch_size": 128, "dropout": 0.0},
+    "default": {**SCALES["default"], "chunks": 4, "epochs": 4, "batch_size": 128},
 }
 
 

@@ -81,6 +81,7 @@ def test_corpus_streams_each_clip_once_in_seeded_order(world):
     corpus = open_world(world).corpus()
     assert isinstance(corpus, Corpus) and len(corpus) == 300
     assert corpus.feature_shape("video") == (10, 3, 3, 16)
+    np.testing.assert_array_equal(corpus.labels("clip"), corpus.file.labels("clip"))
     batches = list(corpus.iter_batches(64, seed=3))
     assert [len(b["index"]) for b in batches] == [64, 64, 64, 64, 44]
     seen = np.concatenate([b["index"] for b in batches])

@@ -56,7 +56,8 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     # validate every spec before generating data (cheap, and a typo should not wait for a world)
     if runner.needs_world(planner(None)):
-        world = options.world.open(generate=options.overwrite != "only-cache")
+        with CellProgress(None, quiet=options.quiet) as gen:
+            world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)
     else:
         world = runner.NoWorld()
     if world is None:

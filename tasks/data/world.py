@@ -43,6 +43,10 @@ class H5Corpus:
     def feature_shape(self, modality: str) -> tuple[int, ...]:
         return self.file.feature_shape(modality)
 
+    def labels(self, name: str) -> np.ndarray:
+        """The corpus' labels (e.g. `clip` `[N]`), for supervised pretraining such as SimMMDG's."""
+        return self.file.labels(name)
+
     def iter_batches(self, batch_size: int, seed: int, shuffle: bool = True,
                      modalities: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         if batch_size < 1:
