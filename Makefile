@@ -7,6 +7,7 @@ PYTHON    := $(BIN)/python
 STAMP     := $(VENV)/.installed
 RESULTS   ?= results
 SEEDS     ?= 0 1 2
+WORKERS   ?= 2
 
 .PHONY: install test bench table perf smoke clean-results
 
@@ -24,7 +25,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest tests -x -q -m "not slow"
 
 bench: $(STAMP)
-	$(PYTHON) -m benchmark grid main --results $(RESULTS) --seeds $(SEEDS)
+	$(PYTHON) -m benchmark grid main --results $(RESULTS) --seeds $(SEEDS) --executor pool --workers $(WORKERS)
 	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
 	$(PYTHON) -m benchmark claims --results $(RESULTS)
 	$(PYTHON) -m benchmark plot report --results $(RESULTS)

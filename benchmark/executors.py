@@ -17,7 +17,7 @@ def phases(cells: list) -> tuple[list, list]:
     """(first cell of every (method, seed) pretraining group, all remaining cells)."""
     first, rest, seen = [], [], set()
     for cell in cells:
-        group = (cell.method.base.canonical(), cell.seed)
+        group = (cell.method.pretrain_canonical(), cell.seed)
         (rest if group in seen else first).append(cell)
         seen.add(group)
     return first, rest

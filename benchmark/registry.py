@@ -10,6 +10,7 @@ Each entry is one `<name>.yaml` in `methods/`, `tasks/` (or `benchmark/builtin/`
     summary: one line for `ls`
     options:                # every config key with its default (type taken from the default)
       scale: {default: default, choices: [default, paper], help: "widths/epochs preset"}
+      only1: {default: false, inference_only: true}   # not part of the pretraining cache key
 
 Adding a method or task = adding its `.py` and its `.yaml`; nothing else is edited.
 """
@@ -42,6 +43,7 @@ class Option:
     choices: tuple | None = None
     help: str = ""
     type: str | None = None  # explicit type name; else inferred from default (None default = any)
+    inference_only: bool = False  # changes how a trained model is used, not the training (kept out of pretrain keys)
 
     def coerce(self, value: Any, owner: str) -> Any:
         """Check one override value against the option, converting int->float where harmless."""
@@ -121,7 +123,7 @@ def _parse_card(path: Path) -> Entry:
             spec = {"default": spec}
         choices = spec.get("choices")
         options[key] = Option(key, spec["default"], tuple(choices) if choices is not None else None,
-                              str(spec.get("help", "")), spec.get("type"))
+                              str(spec.get("help", "")), spec.get("type"), bool(spec.get("inference_only", False)))
     known = {"name", "kind", "entry", "version", "summary", "options", "discrete", "hidden"}
     return Entry(name=card["name"], kind=card["kind"], entry=card["entry"], version=int(card.get("version", 1)),
                  summary=str(card.get("summary", "")), path=path, options=options,

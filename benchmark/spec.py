@@ -110,8 +110,17 @@ class MethodSpec:
         return {"method": self.base.resolved(), "refiners": [r.resolved() for r in self.refiners]}
 
     def pretrain_resolved(self) -> dict:
-        """What the pretraining cache is keyed by: the base method only (refiners never retrain)."""
-        return self.base.resolved()
+        """What the pretraining cache is keyed by: the base method only (refiners never retrain), without
+        inference-only options (e.g. `srcid@only1=true` reuses the `srcid` pretraining)."""
+        resolved = self.base.resolved()
+        opts = self.base.entry.options
+        resolved["cfg"] = {k: v for k, v in resolved["cfg"].items() if not (k in opts and opts[k].inference_only)}
+        return resolved
+
+    def pretrain_canonical(self) -> str:
+        cfg = {k: v for k, v in self.base.cfg.items() if not self.base.entry.options[k].inference_only}
+        defaults = self.base.entry.defaults()
+        return _canonical_component(self.base.entry, {**defaults, **cfg})
 
 
 def parse_method(text: str) -> MethodSpec:

@@ -35,10 +35,10 @@ SCALES: dict[str, dict[str, Any]] = {
                   rvq_levels=4, fsq_levels=[8, 5, 5, 5]),
     "default": dict(code_dim=64, codebook_size=400, layers=1, heads=4, ffn=128, dropout=0.1, specific_dim=64,
                     video_widths=[64, 128], se_reduction=8, att_dim=64, text_hidden=32, club_hidden=64,
-                    cpc_hidden=64, cpc_layers=1, epochs=10, batch_size=80, lr=1e-3, clip=0.5, dead_after=100,
+                    cpc_hidden=64, cpc_layers=1, epochs=4, batch_size=128, lr=1e-3, clip=0.5, dead_after=100,
                     rvq_levels=4, fsq_levels=[8, 5, 5, 5]),
 }
-_POSITIVE_INTS = ("code_dim", "codebook_size", "epochs", "batch_size", "dead_after")
+_POSITIVE_INTS = ("code_dim", "codebook_size", "epochs", "batch_size", "dead_after", "cpc_horizon")
 
 
 def canonical_modalities(names: Iterable[str]) -> tuple[str, ...]:
@@ -69,6 +69,10 @@ def validate_settings(s: Mapping[str, Any], owner: str) -> None:
     for key in ("lr", "mi_lr"):
         if key in s and not s[key] > 0:
             raise UserError(f"{owner}: option '{key}' must be > 0, got {s[key]!r}")
+    if "decay" in s and not 0 < s["decay"] < 1:
+        raise UserError(f"{owner}: option 'decay' must be in (0, 1), got {s['decay']!r}")
+    if "mi_steps" in s and (not isinstance(s["mi_steps"], int) or s["mi_steps"] < 0):
+        raise UserError(f"{owner}: option 'mi_steps' must be an integer >= 0, got {s['mi_steps']!r}")
     if s.get("dtype", "float32") not in DTYPES:
         raise UserError(f"{owner}: option 'dtype' must be one of {list(DTYPES)}, got {s.get('dtype')!r}")
     kind = s.get("quantizer", "vq")

@@ -35,8 +35,8 @@ from .quantizers import MultiModalEMAQuantizer, QuantizerOutput
 from .trainer import Step
 
 TURN_SCALES = {
-    "paper": {**SCALES["paper"], "chunks": 4},
-    "default": {**SCALES["default"], "chunks": 4, "epochs": 4, "batch_size": 128},
+    "paper": dict(SCALES["paper"]),
+    "default": {**SCALES["default"], "epochs": 4, "batch_size": 128},
 }
 
 
@@ -73,7 +73,7 @@ class ConcatCodebooks:
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Inference: `[.., ΣD_k]` -> (codes `[.., ΣD_k]`, indices `[.., K]`). A z as wide as the first k parts
         uses only those (SRCID's only1)."""
-        k = next(i for i in range(1, len(self.parts) + 1) if sum(self.widths[:i]) >= z.shape[-1])
+        k = next((i for i in range(1, len(self.parts)) if sum(self.widths[:i]) >= z.shape[-1]), len(self.parts))
         out = [p.quantize(s) for p, s in zip(self.parts, self.split(z, k))]
         return torch.cat([q for q, _ in out], -1), torch.stack([i for _, i in out], -1)
 

@@ -198,6 +198,7 @@ def test_quantizer_and_precision_variants_pretrain(over, code_shape):
     ({"levels": 2}, "not vq"),
     ({"code_dim": 10}, "divisible"),
     ({"epochs": 0}, "positive integer"),
+    ({"decay": 1.5}, "decay"),
 ])
 def test_bad_options_are_user_errors(over, message):
     entry = registry.get("method", "dcid")

@@ -147,8 +147,9 @@ def test_concat_codebooks_quantize_each_slice_with_its_own_codebook():
     assert q.tolist() == [[10.0, 1.0, 1.0], [0.0, 0.0, 0.0]] and idx.tolist() == [[1, 1], [0, 0]]
     q1, idx1 = view.quantize(torch.tensor([[9.0]]))              # as wide as the first part: that part alone
     assert q1.tolist() == [[10.0]] and idx1.tolist() == [[1]]
-    with pytest.raises(ValueError, match="width"):
-        view.quantize(torch.zeros(1, 2))
+    for bad in (torch.zeros(1, 2), torch.zeros(1, 4)):
+        with pytest.raises(ValueError, match="width"):
+            view.quantize(bad)
 
 
 # --------------------------------------------------------------------------- SimMMDG

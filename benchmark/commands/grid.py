@@ -82,7 +82,7 @@ def main(args) -> int:
             console.print(f"{path.stem}: {len(cells)} cells; world {options.world.label} not generated yet, 0 cached")
             return 0
         cached = sum(store.load_result(c.task.canonical(), c.method.canonical(), c.key) is not None for c in cells)
-        pretrain = {(c.method.base.canonical(), c.seed) for c in cells}
+        pretrain = {(c.method.pretrain_canonical(), c.seed) for c in cells}
         console.print(f"{path.stem}: {len(cells)} cells, {cached} cached, {len(cells) - cached} to run "
                       f"({len(pretrain)} distinct pretrainings) on world {options.world.label}")
         return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from .. import registry
@@ -23,7 +24,8 @@ def _option_text(entry: registry.Entry) -> str:
     lines = []
     for name, opt in entry.options.items():
         choice = f" ∈ {{{', '.join(map(str, opt.choices))}}}" if opt.choices else ""
-        lines.append(f"{name}={opt.default!r}{choice}" + (f"  [dim]{opt.help}[/]" if opt.help else ""))
+        flag = " (inference only)" if opt.inference_only else ""
+        lines.append(escape(f"{name}={opt.default!r}{choice}{flag}") + (f"  [dim]{escape(opt.help)}[/]" if opt.help else ""))
     return "\n".join(lines)
 
 
@@ -52,7 +54,7 @@ def main(args) -> int:
         row = [name, str(entry.version)]
         if kind == "method":
             row.append("yes" if entry.discrete else "no")
-        row.append(entry.summary)
+        row.append(escape(entry.summary))
         if args.verbose:
             row.append(_option_text(entry))
         table.add_row(*row)

@@ -100,4 +100,24 @@ def toc_heatmap_main(args) -> int:
     return 0
 
 
-FIGURES = {"toc-heatmap": _toc_heatmap_parser}
+def _report_parser(figures) -> None:
+    p = figures.add_parser("report", help="every report figure the result store supports (activation, "
+                                          "codebook-size curves, TOC heatmaps)")
+    p.add_argument("--results", default="results", help="result store (default results/)")
+    p.add_argument("--out", default=None, help="output folder (default <results>/figures)")
+    p.add_argument("--world", default=None, help="world label when the store holds several")
+    p.set_defaults(func=report_main)
+
+
+def report_main(args) -> int:
+    from ..report_plots import make_report_figures
+    from ..ui import console
+    written, notes = make_report_figures(args.results, args.out, args.world)
+    for path in written:
+        console.print(f"wrote {path}")
+    for note in notes:
+        console.print(f"[yellow]skipped[/] {note}")
+    return 0
+
+
+FIGURES = {"toc-heatmap": _toc_heatmap_parser, "report": _report_parser}
