@@ -35,7 +35,9 @@ table: $(STAMP)
 	$(PYTHON) -m benchmark claims --results $(RESULTS)
 
 perf: $(STAMP)
-	$(PYTHON) -m pytest tests/benchmarks --benchmark-enable --benchmark-json=$(RESULTS)/perf.json -q
+	$(PYTHON) -m pytest tests/benchmarks -m "not slow" --benchmark-enable --benchmark-json=$(RESULTS)/perf.json -q
+	$(PYTHON) -m benchmark.perf_summary $(RESULTS)/perf.json > $(RESULTS)/perf.md
+	@cat $(RESULTS)/perf.md
 
 smoke: $(STAMP)
 	$(PYTHON) -m benchmark grid main --profile smoke --results /tmp/unibench-smoke --seeds 0

@@ -39,10 +39,13 @@ def _outcome(cell, out: dict) -> runner.Outcome:
 
 
 def run(kind: str, cells: list, store, options, args, ui) -> list:
+    done, cells = runner.answer_cached(cells, store, options, ui)
+    if not cells:
+        return done
     if kind == "ray":
-        return run_ray(cells, store, options, args, ui)
+        return done + run_ray(cells, store, options, args, ui)
     if kind == "slurm":
-        return run_slurm(cells, store, options, args, ui)
+        return done + run_slurm(cells, store, options, args, ui)
     raise UserError(f"unknown executor '{kind}'")
 
 

@@ -217,8 +217,9 @@ def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> dict:
     pretrained, pkey = None, None
     if getattr(task, "needs_pretrained", True):
         pretrained, pkey = get_pretrained(cell, world, store, ctx)
-        refined = "+".join(r.canonical() for r in cell.method.refiners) or "base"
-        ctx.scratch = store.root / "features" / pkey / specs.stable_hash([refined, cell.data_fingerprint])
+        # keyed by the full method spec (refiners and inference-only options change the features), not the task
+        ctx.scratch = store.root / "features" / pkey / specs.stable_hash([cell.method.resolved(),
+                                                                          cell.data_fingerprint])
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         for refiner in cell.method.refiners:
             pretrained = refiner.entry.load().refine(pretrained, refiner.cfg, ctx)
@@ -367,6 +368,23 @@ def _pool_worker(payload: dict) -> dict:
     return {"status": outcome.status, "error": outcome.error, "result": outcome.result, "seconds": outcome.seconds}
 
 
+def answer_cached(cells: list[Cell], store: Store, options: Options, ui) -> tuple[list[Outcome], list[Cell]]:
+    """Answer cached (or, with only-cache, missing) cells in the parent so no worker starts for them.
+    Returns (their outcomes, the cells still to compute); workers re-check under the cell lock anyway."""
+    if options.overwrite == "always":
+        return [], cells
+    outcomes, todo = [], []
+    for cell in cells:
+        cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+        if cached is not None or options.overwrite == "only-cache":
+            outcome = Outcome(cell, "cached" if cached is not None else "missing", cached)
+            ui.done(outcome)
+            outcomes.append(outcome)
+        else:
+            todo.append(cell)
+    return outcomes, todo
+
+
 def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui) -> list[Outcome]:
     """One process per worker; cells sharing a pretraining serialise on its lock, others run in parallel."""
     import multiprocessing as mp
@@ -376,7 +394,7 @@ def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui
     world = {"profile": options.world.profile, "data": options.world.data, "world_seed": options.world.world_seed,
              "cache_root": options.world.cache_root}
     from .executors import phases
-    outcomes = []
+    outcomes, cells = answer_cached(cells, store, options, ui)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         for phase in phases(cells):  # pretrainings first, so workers never queue on one model's lock
             futures = {}

@@ -14,14 +14,6 @@ from methods.base import ArrayCorpus
 from methods.quantizers import distance_logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models step faster on one thread, and far faster when the 2 cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_soft_assignment_by_hand():
     codes = torch.tensor([[0.0, 0.0], [2.0, 0.0]])

@@ -18,14 +18,6 @@ from methods.trainer import EstimatorFitter, Step, adam, find_checkpoint, main_p
 TINY = {"epochs": 2, "batch_size": 20, "code_dim": 8, "codebook_size": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models step faster on one thread, and far faster when the 2 cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_corpus(n: int = 40, t: int = 5, seed: int = 0) -> ArrayCorpus:
     """Audio vectors, 3×3 video maps (the spatial path), text tokens; one latent shared by the three."""

@@ -186,3 +186,15 @@ def test_ls_does_not_import_torch():
             "main(['ls', 'tasks']); assert 'torch' not in sys.modules, 'ls imported torch'")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_inference_only_option_reuses_pretraining_but_not_features(world, tmp_path):
+    store = tmp_path / "s"
+    base = ["--task", "tinytask", "--data", world, "--results", store, "-q"]
+    assert cli("run", "--method", "tinymethod", *base).returncode == 0
+    out = cli("run", "--method", "tinymethod@blind=true", *base)
+    assert out.returncode == 0, out.stderr
+    results = {r["method"]: r for r in Store(store).results()}
+    assert results["tinymethod"]["pretrain_key"] == results["tinymethod@blind=true"]["pretrain_key"]
+    assert results["tinymethod@blind=true"]["notes"]["pretrain"].startswith("cached")
+    assert results["tinymethod"]["metrics"] != results["tinymethod@blind=true"]["metrics"]

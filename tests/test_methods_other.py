@@ -28,14 +28,6 @@ TINY = {"code_dim": 16, "codebook_size": 32, "batch_size": 32, "layers": 0, "ffn
         "cpc_hidden": 16, "specific_dim": 16, "text_hidden": 8, "proj_dims": [16, 16], "trans_hidden": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models step far faster on one thread when the 2 cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def paired_corpus(n: int = 160, t: int = 4, classes: int = 5, seed: int = 0, labels: bool = False):
     """Audio / video / text of n clips sharing one semantic vector per (clip, second) — a class prototype plus

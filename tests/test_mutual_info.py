@@ -12,14 +12,6 @@ from methods.trainer import EstimatorFitter
 MODS = ("audio", "video", "text")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models step faster on one thread, and far faster when the 2 cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def gaussian_pairs(rho: float, n: int = 2000, dim: int = 4, seed: int = 0):
     """x ~ N(0, I), y = ρx + √(1−ρ²)ε per dim: I(x; y) = −½·dim·log(1 − ρ²)."""

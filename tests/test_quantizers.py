@@ -12,14 +12,6 @@ from methods.quantizers import (FiniteScalarQuantizer, MultiModalEMAQuantizer, R
 AV = ("audio", "video")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors step faster on one thread, and far faster when the 2 cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def two_code_quantizer(decay=0.5, eps=0.0, **kw) -> MultiModalEMAQuantizer:
     """Codes e0 = (0, 0), e1 = (2, 2), each with EMA count 1 (so EMA weight = code)."""

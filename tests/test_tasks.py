@@ -21,14 +21,6 @@ FAST = {"lr": 0.01, "batch_size": 16, "epochs": 40, "patience": 8}
 HEAD_TASKS = ("ave", "avvp", "ave_avvp", "ucf_vgg")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Heads this small only lose from intra-op threads on a shared 2-core box (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def run(name, encoder, world, ctx, seed=0, **overrides):
     entry = registry.get("task", name)

@@ -12,15 +12,6 @@ from tasks.toc_recon import MASK_RATIOS, TOCRecon, digits_split, direction, mask
 TINY = {"epochs": 1, "codebook_size": 16, "dim": 8, "hidden": 8, "n_random": 5, "batch_size": 128}
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one intra-op thread: on a shared, oversubscribed 2-core box two threads run tiny convs ~10× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_cfg(**over):
     return registry.get("task", "toc_recon").resolve({**TINY, **over})
 
