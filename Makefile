@@ -8,8 +8,9 @@ STAMP     := $(VENV)/.installed
 RESULTS   ?= results
 SEEDS     ?= 0 1 2
 WORKERS   ?= 2
+ABLATIONS ?= t5 t7 srcid_t1 srcid_fig3
 
-.PHONY: install test bench table perf smoke clean-results
+.PHONY: install test bench ablations table perf smoke clean-results
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -26,6 +27,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) -m benchmark grid main --results $(RESULTS) --seeds $(SEEDS) --executor pool --workers $(WORKERS)
+	$(PYTHON) -m benchmark grid t6 --results $(RESULTS) --executor pool --workers $(WORKERS)
+	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
+	$(PYTHON) -m benchmark claims --results $(RESULTS)
+	$(PYTHON) -m benchmark plot report --results $(RESULTS)
+
+# the ablation grids that retrain (codebook sizes, CLUB switches, quantizers): ~10 more minutes on 2 cores
+ablations: $(STAMP)
+	for g in $(ABLATIONS); do $(PYTHON) -m benchmark grid $$g --results $(RESULTS) --executor pool --workers $(WORKERS) || exit 1; done
 	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
 	$(PYTHON) -m benchmark claims --results $(RESULTS)
 	$(PYTHON) -m benchmark plot report --results $(RESULTS)
