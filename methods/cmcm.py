@@ -15,11 +15,11 @@ from torch import Tensor, nn
 from .alignment import cmcm_loss
 from .base import CodebookMethod, canonical_modalities
 from .dcid import quantizer_from_settings
-from .encoders import ModalityBranch
+from .encoders import BranchedModel, ModalityBranch
 from .trainer import Step
 
 
-class CMCMModel(nn.Module):
+class CMCMModel(BranchedModel):
     def __init__(self, shapes: Mapping[str, tuple], s: Mapping[str, Any]):
         super().__init__()
         self.modalities = canonical_modalities(shapes)
@@ -31,14 +31,9 @@ class CMCMModel(nn.Module):
         self.quantizer = quantizer_from_settings(self.modalities, s, mm_ema=s["mm_ema"],
                                                  cross_commitment=s["cross_commitment"])
 
-    def general(self, modality: str, x: Tensor) -> Tensor:
-        branch = self.branches[modality]
-        branch.check(x)
-        return branch.general(branch.inputs(x))
 
     def losses(self, batch: Mapping[str, Tensor], step: Step | None = None) -> dict[str, Tensor]:
-        feats = {m: self.branches[m].inputs(batch[m]) for m in self.modalities}
-        z = {m: self.branches[m].general(feats[m]) for m in self.modalities}
+        feats, z = self.inputs_and_general(batch)
         out = self.quantizer(z, step.generator if step is not None else None)
         losses = dict(out.losses)
         if self.recon:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from benchmark.contracts import UserError
 
 from .base import SCALES, CodebookMethod, canonical_modalities
-from .encoders import ModalityBranch
+from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import info_nce
 from .trainer import Step
 
@@ -107,7 +107,7 @@ class PrototypeCodebook:
 
 
 # --------------------------------------------------------------------------- model
-class CODISModel(nn.Module):
+class CODISModel(BranchedModel):
     """Student Φ per modality, its momentum teacher, and K shared prototypes."""
 
     def __init__(self, shapes: Mapping[str, tuple], s: Mapping[str, Any]):
@@ -126,10 +126,6 @@ class CODISModel(nn.Module):
     def quantizer(self) -> PrototypeCodebook:
         return PrototypeCodebook(self.prototypes)
 
-    def general(self, modality: str, x: Tensor) -> Tensor:
-        branch = self.branches[modality]
-        branch.check(x)
-        return branch.general(branch.inputs(x))
 
     def scores(self, z: Tensor) -> Tensor:
         """Cosine of every second to every prototype: `[B, T, D]` -> `[B·T, K]`."""

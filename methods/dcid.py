@@ -17,7 +17,7 @@ from benchmark.contracts import UserError
 
 from .alignment import cmcm_loss
 from .base import CodebookMethod, canonical_modalities
-from .encoders import ModalityBranch
+from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import CLUB, CrossCPC
 from .quantizers import build_quantizer
 from .trainer import Step
@@ -33,7 +33,7 @@ def quantizer_from_settings(modalities, s: Mapping[str, Any], *, mm_ema: bool, c
                            levels=s["levels"], **ema)
 
 
-class DCIDModel(nn.Module):
+class DCIDModel(BranchedModel):
     """Φ/Ψ branches per modality, one shared quantizer, a CLUB per modality, cross-modal CPC and CMCM."""
 
     def __init__(self, shapes: Mapping[str, tuple], s: Mapping[str, Any]):
@@ -50,11 +50,6 @@ class DCIDModel(nn.Module):
                             int(s["cpc_horizon"])) if s["cpc"] else None
         self.use_cmcm = bool(s["cmcm"])
 
-    def general(self, modality: str, x: Tensor) -> Tensor:
-        """Raw features `[N, T, ...]` -> z `[N, T, D]` (front-end + Φ)."""
-        branch = self.branches[modality]
-        branch.check(x)
-        return branch.general(branch.inputs(x))
 
     def estimators(self) -> dict[str, nn.Module]:
         return dict(self.clubs) if self.clubs is not None else {}
@@ -72,8 +67,7 @@ class DCIDModel(nn.Module):
 
     def losses(self, batch: Mapping[str, Tensor], step: Step | None = None) -> dict[str, Tensor]:
         generator = step.generator if step is not None else None
-        feats = {m: self.branches[m].inputs(batch[m]) for m in self.modalities}
-        z = {m: self.branches[m].general(feats[m]) for m in self.modalities}
+        feats, z = self.inputs_and_general(batch)
         out = self.quantizer(z, generator)
         losses: dict[str, Tensor] = {}
         specific = {m: self.branches[m].specific(feats[m]) for m in self.modalities}   # (side, CLUB y)

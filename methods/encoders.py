@@ -230,3 +230,20 @@ class ModalityBranch(nn.Module):
 
     def decode(self, q: Tensor, side: Tensor | None) -> Tensor:
         return self.decoder_net(q, side if self.decoder_side else None)
+
+
+class BranchedModel(nn.Module):
+    """A pretraining model holding one `ModalityBranch` per modality in `self.branches` (DCID, CMCM, TURN, CODIS).
+
+    Shares the two steps every such model starts from: raw features -> branch inputs -> modal-general z."""
+
+    def general(self, modality: str, x):
+        """Raw features `[N, T, ...]` -> z `[N, T, D]` (front-end + Φ)."""
+        branch = self.branches[modality]
+        branch.check(x)
+        return branch.general(branch.inputs(x))
+
+    def inputs_and_general(self, batch) -> tuple[dict, dict]:
+        """Per modality: the branch inputs (reconstruction targets) and z `[B, T, D]`."""
+        feats = {m: self.branches[m].inputs(batch[m]) for m in self.modalities}
+        return feats, {m: self.branches[m].general(feats[m]) for m in self.modalities}

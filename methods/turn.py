@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from benchmark.contracts import UserError
 
 from .base import SCALES, CodebookMethod, CodebookPretrained, canonical_modalities
-from .encoders import ModalityBranch
+from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import info_nce
 from .quantizers import MultiModalEMAQuantizer, QuantizerOutput
 from .trainer import Step
@@ -105,7 +105,7 @@ def pooled_info_nce(z: Mapping[str, Tensor], temperature: float) -> Tensor:
 
 
 # --------------------------------------------------------------------------- model
-class TURNModel(nn.Module):
+class TURNModel(BranchedModel):
     """Φ per modality, q chunk codebooks shared by the modalities, one decoder per modality (self + cross)."""
 
     def __init__(self, shapes: Mapping[str, tuple], s: Mapping[str, Any]):
@@ -126,14 +126,9 @@ class TURNModel(nn.Module):
     def quantizer(self) -> ConcatCodebooks:
         return ConcatCodebooks(self.chunk_quantizers)
 
-    def general(self, modality: str, x: Tensor) -> Tensor:
-        branch = self.branches[modality]
-        branch.check(x)
-        return branch.general(branch.inputs(x))
 
     def losses(self, batch: Mapping[str, Tensor], step: Step | None = None) -> dict[str, Tensor]:
-        feats = {m: self.branches[m].inputs(batch[m]) for m in self.modalities}
-        z = {m: self.branches[m].general(feats[m]) for m in self.modalities}
+        feats, z = self.inputs_and_general(batch)
         out = self.quantizer(z, step.generator if step is not None else None)
         losses = dict(out.losses)
         for m in self.modalities:
