@@ -1,0 +1,42 @@
+"""pytest-benchmark: one pretraining step (forward, CLUB fits where the method has them, backward, clip, Adam)
+for every registered pretraining method at `scale=default`, batch 80, on the default world's shapes — so a
+change that slows one method's losses shows up next to the others."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark import registry
+from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
+
+SHAPES = {"audio": (10, 128), "video": (10, 512), "text": (10, 768)}
+METHODS = ["cmcm", "dcid", "codis", "turn", "simmmdg", "fccid", "srcid"]
+
+
+def step_runner(name: str, batch_size: int = 80):
+    entry = registry.get("method", name)
+    method = entry.load()
+    settings = method.settings(entry.defaults())
+    torch.manual_seed(0)
+    model = method.build_model(SHAPES, settings).train()
+    g = torch.Generator().manual_seed(0)
+    batch = {m: torch.rand(batch_size, *shape, generator=g) for m, shape in SHAPES.items()}
+    if "labels" in settings:  # supervised SimMMDG reads clip classes
+        batch["labels"] = torch.randint(0, 10, (batch_size,), generator=g)
+    optimizer = adam(main_parameters(model), settings["lr"])
+    estimators = model.estimators() if hasattr(model, "estimators") else {}
+    fitter = EstimatorFitter(estimators, settings.get("mi_steps", 5), settings.get("mi_lr", 1e-3))
+    params = main_parameters(model)
+    groups = [list(g) for g in model.clip_groups()] if hasattr(model, "clip_groups") else [params]
+    counter = iter(range(10 ** 9))
+
+    def step():
+        return train_step(model, batch, optimizer, Step(1, next(counter), g, fitter), settings["clip"], groups)
+    return step
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_pretraining_step_default_scale(benchmark, name):
+    step = step_runner(name)
+    losses, total = benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+    assert torch.isfinite(total)
