@@ -6,7 +6,6 @@ BIN       := $(VENV)/bin
 PYTHON    := $(BIN)/python
 STAMP     := $(VENV)/.installed
 RESULTS   ?= results
-SEEDS     ?= 0 1 2
 WORKERS   ?= 2
 ABLATIONS ?= t5 t7 srcid_t1 srcid_fig3
 
@@ -25,17 +24,16 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest tests -x -q -m "not slow"
 
+# one cell list, one progress display: the main grid (3 seeds) + the TOC criterion grid + the retraining ablations
 bench: $(STAMP)
-	$(PYTHON) -m benchmark grid main --results $(RESULTS) --seeds $(SEEDS) --executor pool --workers $(WORKERS)
-	$(PYTHON) -m benchmark grid t6 --results $(RESULTS) --executor pool --workers $(WORKERS)
-	for g in $(ABLATIONS); do $(PYTHON) -m benchmark grid $$g --results $(RESULTS) --executor pool --workers $(WORKERS) || exit 1; done
+	$(PYTHON) -m benchmark grid main t6 $(ABLATIONS) --results $(RESULTS) --executor pool --workers $(WORKERS)
 	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
 	$(PYTHON) -m benchmark claims --results $(RESULTS)
 	$(PYTHON) -m benchmark plot report --results $(RESULTS)
 
 # only the ablation grids that retrain (codebook sizes, CLUB switches, quantizers); `make bench` includes them
 ablations: $(STAMP)
-	for g in $(ABLATIONS); do $(PYTHON) -m benchmark grid $$g --results $(RESULTS) --executor pool --workers $(WORKERS) || exit 1; done
+	$(PYTHON) -m benchmark grid $(ABLATIONS) --results $(RESULTS) --executor pool --workers $(WORKERS)
 	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
 	$(PYTHON) -m benchmark claims --results $(RESULTS)
 	$(PYTHON) -m benchmark plot report --results $(RESULTS)

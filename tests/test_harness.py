@@ -198,3 +198,12 @@ def test_inference_only_option_reuses_pretraining_but_not_features(world, tmp_pa
     assert results["tinymethod"]["pretrain_key"] == results["tinymethod@blind=true"]["pretrain_key"]
     assert results["tinymethod@blind=true"]["notes"]["pretrain"].startswith("cached")
     assert results["tinymethod"]["metrics"] != results["tinymethod@blind=true"]["metrics"]
+
+
+def test_several_grids_run_as_one_cell_list(world, tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("methods: [tinymethod]\ntasks: [tinytask]\nseeds: [0, 1]\n")
+    b.write_text("methods: [tinymethod, 'tinymethod@dim=4']\ntasks: [tinytask]\nseeds: [1]\n")  # overlaps a on seed 1
+    out = cli("grid", a, b, "--data", world, "--results", tmp_path / "s", "-q")
+    assert out.returncode == 0, out.stderr
+    assert "3 cells: cached 0 · ran 3" in out.stderr  # one progress display over the union, duplicates dropped

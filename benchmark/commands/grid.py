@@ -16,7 +16,7 @@ GRID_DIR = Path(__file__).resolve().parent.parent / "grids"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("grid", help="run a YAML grid (benchmark/grids/NAME.yaml or a path)")
-    p.add_argument("grid", help="grid name or YAML file")
+    p.add_argument("grid", nargs="+", help="grid name(s) or YAML file(s); several run as one cell list")
     p.add_argument("--dry-run", action="store_true", help="print the cell count and how many are cached")
     add_run_options(p)
     p.set_defaults(func=main)
@@ -68,23 +68,36 @@ def expand(grid: dict, seeds: list[int] | None, world) -> list:
     return sorted(cells, key=runner.Cell.sort_key)
 
 
+def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:
+    """The union of several grids' cells (each with its own seeds unless --seeds is given), sorted, deduplicated."""
+    cells, seen = [], set()
+    for grid in grids:
+        for cell in expand(grid, seeds, world):
+            ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
+            if ident not in seen:
+                seen.add(ident)
+                cells.append(cell)
+    return sorted(cells, key=runner.Cell.sort_key)
+
+
 def main(args) -> int:
-    path = find_grid(args.grid)
-    grid = load_grid(path)
-    profile = grid.get("profile", "default")
+    paths = [find_grid(name) for name in args.grid]
+    grids = [load_grid(path) for path in paths]
+    name = "+".join(path.stem for path in paths)
+    profile = grids[0].get("profile", "default")
     if args.dry_run:
         options = options_from(args, profile)
-        expand(grid, args.seeds, None)  # validates every spec
+        expand_all(grids, args.seeds, None)  # validates every spec
         world = options.world.open(generate=False)
-        cells = runner.shard(expand(grid, args.seeds, world), args.shard)
+        cells = runner.shard(expand_all(grids, args.seeds, world), args.shard)
         store = Store(args.results)
         if world is None:
-            console.print(f"{path.stem}: {len(cells)} cells; world {options.world.label} not generated yet, 0 cached")
+            console.print(f"{name}: {len(cells)} cells; world {options.world.label} not generated yet, 0 cached")
             return 0
         cached = sum(store.load_result(c.task.canonical(), c.method.canonical(), c.key) is not None for c in cells)
         pretrain = {(c.method.pretrain_canonical(), c.seed) for c in cells}
-        console.print(f"{path.stem}: {len(cells)} cells, {cached} cached, {len(cells) - cached} to run "
+        console.print(f"{name}: {len(cells)} cells, {cached} cached, {len(cells) - cached} to run "
                       f"({len(pretrain)} distinct pretrainings) on world {options.world.label}")
         return 0
-    _, code = execute(lambda world: expand(grid, args.seeds, world), args, profile, title=path.stem)
+    _, code = execute(lambda world: expand_all(grids, args.seeds, world), args, profile, title=name)
     return code
