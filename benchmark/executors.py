@@ -13,31 +13,6 @@ from . import runner
 from .contracts import UserError
 
 
-def phases(cells: list) -> tuple[list, list]:
-    """(first cell of every (method, seed) pretraining group, all remaining cells)."""
-    first, rest, seen = [], [], set()
-    for cell in cells:
-        group = (cell.method.pretrain_canonical(), cell.seed)
-        (rest if group in seen else first).append(cell)
-        seen.add(group)
-    return first, rest
-
-
-def _payload(cell, store, options, threads: int) -> dict:
-    return {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
-            "store": str(Path(store.root).resolve()), "threads": threads,
-            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True,
-                        "threads": threads},
-            "world": {"profile": options.world.profile,
-                      "data": str(Path(options.world.data).resolve()) if options.world.data else None,
-                      "world_seed": options.world.world_seed,
-                      "cache_root": str(Path(options.world.cache_root).resolve())}}
-
-
-def _outcome(cell, out: dict) -> runner.Outcome:
-    return runner.Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
-
-
 def run(kind: str, cells: list, store, options, args, ui) -> list:
     done, cells = runner.answer_cached(cells, store, options, ui)
     if not cells:
@@ -64,14 +39,14 @@ def run_ray(cells, store, options, args, ui) -> list:
     remote = ray.remote(num_cpus=1, num_gpus=gpus)(runner._pool_worker)
     outcomes = []
     try:
-        for phase in phases(cells):
-            futures = {remote.remote(_payload(c, store, options, 1)): c for c in phase}
+        for phase in runner.phases(cells):
+            futures = {remote.remote(runner.worker_payload(c, store, options, 1)): c for c in phase}
             pending = list(futures)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 cell = futures[done[0]]
                 try:
-                    outcome = _outcome(cell, ray.get(done[0]))
+                    outcome = runner.outcome_of(cell, ray.get(done[0]))
                 except Exception as exc:  # noqa: BLE001 - a crashed task is a failed cell
                     outcome = runner.Outcome(cell, "failed", error=f"ray task failed: {exc}")
                 ui.done(outcome)
@@ -98,13 +73,13 @@ def run_slurm(cells, store, options, args, ui) -> list:
         params["slurm_array_parallelism"] = max(1, args.workers)
     executor.update_parameters(**params)
     outcomes = []
-    for phase in phases(cells):
+    for phase in runner.phases(cells):
         if not phase:
             continue
-        jobs = executor.map_array(runner._pool_worker, [_payload(c, store, options, 2) for c in phase])
+        jobs = executor.map_array(runner._pool_worker, [runner.worker_payload(c, store, options, 2) for c in phase])
         for cell, job in zip(phase, jobs):
             try:
-                outcome = _outcome(cell, job.result())
+                outcome = runner.outcome_of(cell, job.result())
             except Exception as exc:  # noqa: BLE001
                 outcome = runner.Outcome(cell, "failed", error=f"slurm job failed: {exc}")
             ui.done(outcome)

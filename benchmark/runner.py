@@ -385,28 +385,44 @@ def answer_cached(cells: list[Cell], store: Store, options: Options, ui) -> tupl
     return outcomes, todo
 
 
+def phases(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
+    """(first cell of every distinct pretraining, all remaining cells): the expensive node runs first, so workers
+    never queue on one model's lock."""
+    first, rest, seen = [], [], set()
+    for cell in cells:
+        group = (cell.method.pretrain_canonical(), cell.seed)
+        (rest if group in seen else first).append(cell)
+        seen.add(group)
+    return first, rest
+
+
+def worker_payload(cell: Cell, store: Store, options: Options, threads: int) -> dict:
+    """Everything `_pool_worker` needs, as plain strings and numbers (specs travel canonical, paths absolute)."""
+    world = options.world
+    return {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
+            "store": str(Path(store.root).resolve()), "threads": threads,
+            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True, "threads": threads},
+            "world": {"profile": world.profile, "data": str(Path(world.data).resolve()) if world.data else None,
+                      "world_seed": world.world_seed, "cache_root": str(Path(world.cache_root).resolve())}}
+
+
+def outcome_of(cell: Cell, out: dict) -> Outcome:
+    return Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
+
+
 def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui) -> list[Outcome]:
     """One process per worker; cells sharing a pretraining serialise on its lock, others run in parallel."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
-    base = {"overwrite": options.overwrite, "device": options.device, "quiet": True, "threads": threads}
-    world = {"profile": options.world.profile, "data": options.world.data, "world_seed": options.world.world_seed,
-             "cache_root": options.world.cache_root}
-    from .executors import phases
     outcomes, cells = answer_cached(cells, store, options, ui)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        for phase in phases(cells):  # pretrainings first, so workers never queue on one model's lock
-            futures = {}
-            for cell in phase:
-                payload = {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
-                           "store": str(store.root), "options": base, "world": world, "threads": threads}
-                futures[pool.submit(_pool_worker, payload)] = cell
+        for phase in phases(cells):
+            futures = {pool.submit(_pool_worker, worker_payload(c, store, options, threads)): c for c in phase}
             for future in as_completed(futures):
                 cell = futures[future]
                 try:
-                    out = future.result()
-                    outcome = Outcome(cell, out["status"], out["result"], out["error"], out["seconds"])
+                    outcome = outcome_of(cell, future.result())
                 except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
                     outcome = Outcome(cell, "failed", error=f"worker crashed: {exc}")
                 ui.done(outcome)

@@ -57,8 +57,7 @@ def test_submitit_debug_executor_matches_local(world, tmp_path):
 
 
 def test_pretraining_first_then_dependents():
-    from benchmark.executors import phases
-    from benchmark.runner import plan
+    from benchmark.runner import phases, plan
 
     class FakeWorld:
         def fingerprint(self, names):

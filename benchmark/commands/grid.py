@@ -56,27 +56,17 @@ def load_grid(path: Path) -> dict:
     return grid
 
 
-def expand(grid: dict, seeds: list[int] | None, world) -> list:
-    seeds = seeds or grid.get("seeds") or [0]
-    cells, seen = [], set()
-    for block in grid["_blocks"]:
-        for cell in runner.plan(block["methods"], block["tasks"], seeds, world):
-            ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
-            if ident not in seen:
-                seen.add(ident)
-                cells.append(cell)
-    return sorted(cells, key=runner.Cell.sort_key)
-
-
 def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:
-    """The union of several grids' cells (each with its own seeds unless --seeds is given), sorted, deduplicated."""
+    """The union of the cells of every block of every grid (each grid with its own seeds unless --seeds is given),
+    deduplicated and sorted."""
     cells, seen = [], set()
     for grid in grids:
-        for cell in expand(grid, seeds, world):
-            ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
-            if ident not in seen:
-                seen.add(ident)
-                cells.append(cell)
+        for block in grid["_blocks"]:
+            for cell in runner.plan(block["methods"], block["tasks"], seeds or grid.get("seeds") or [0], world):
+                ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
+                if ident not in seen:
+                    seen.add(ident)
+                    cells.append(cell)
     return sorted(cells, key=runner.Cell.sort_key)
 
 
