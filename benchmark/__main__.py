@@ -7,7 +7,7 @@ import sys
 
 from .contracts import UserError
 
-COMMANDS = ("run", "grid", "table", "ls", "data", "plot", "claims")
+COMMANDS = ("run", "grid", "pretrain", "table", "ls", "data", "plot", "claims")
 
 
 class _Parser(argparse.ArgumentParser):

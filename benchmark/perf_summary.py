@@ -11,12 +11,17 @@ def summarize(path: str | Path) -> str:
     machine = data.get("machine_info", {})
     lines = [f"# make perf ({data.get('datetime', '')[:19]}, {machine.get('cpu', {}).get('brand_raw', '?')}, "
              f"python {machine.get('python_version', '?')})", "",
-             "| benchmark | median | min | max | rounds |", "|---|---|---|---|---|"]
+             "| benchmark | median | min | max | rounds | measured besides time |", "|---|---|---|---|---|---|"]
     for bench in sorted(data.get("benchmarks", []), key=lambda b: b["fullname"]):
         st = bench["stats"]
+        extra = ", ".join(f"{k} {_v(v)}" for k, v in sorted((bench.get("extra_info") or {}).items()))
         lines.append(f"| `{bench['fullname']}` | {_t(st['median'])} | {_t(st['min'])} | {_t(st['max'])} | "
-                     f"{st['rounds']} |")
+                     f"{st['rounds']} | {extra} |")
     return "\n".join(lines) + "\n"
+
+
+def _v(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _t(seconds: float) -> str:

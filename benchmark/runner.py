@@ -333,6 +333,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_precisions(cells: list[Cell], device: str) -> None:
+    """UserError before anything runs when a method's precision (`dtype`) cannot run on the device."""
+    from methods.precision import check_device
+    for cell in cells:
+        reason = check_device(cell.method.base.cfg.get("dtype", "float32"), device)
+        if reason:
+            raise UserError(f"{cell.method.canonical()}: {reason}")
+
+
 def set_threads(n: int) -> None:
     """Small heads on 2 cores run far faster single-threaded when several processes share the machine."""
     import torch

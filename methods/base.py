@@ -22,7 +22,8 @@ from torch import nn
 from benchmark.contracts import Method, Pretrained, RunContext, UserError
 
 from .quantizers import parse_fsq_levels
-from .trainer import DTYPES, TrainConfig, TrainResult, train
+from .precision import DTYPES, autocast, check_device
+from .trainer import TrainConfig, TrainResult, train
 
 MODALITY_ORDER = ("audio", "video", "text")   # the released sequential MM-EMA order (a, then v, then t)
 
@@ -193,7 +194,8 @@ class CodebookPretrained(Pretrained):
         self._diagnostics = dict(diagnostics or {})
         self.history = list(history or [])
         self.device = device
-        self.dtype = DTYPES[self.settings.get("dtype", "float32")]
+        self.precision = self.settings.get("dtype", "float32")
+        self.dtype = DTYPES[self.precision]
 
     # --- representation ---------------------------------------------------------------------------------
     @property
@@ -222,7 +224,7 @@ class CodebookPretrained(Pretrained):
     def _quantize(self, modality: str, x) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         qs, ids = [], []
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.precision, self.device):
             for chunk in self._chunks(modality, x):
                 q, i = self.model.quantizer.quantize(self.model.general(modality, chunk))
                 qs.append(q.float().cpu())
@@ -347,6 +349,9 @@ class CodebookMethod(Method):
         device = ctx.device or "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {device} asked for, but torch sees no CUDA device")
+        reason = check_device(s["dtype"], device)
+        if reason:
+            raise UserError(f"method '{self.name}': {reason}")
         shapes = {m: tuple(corpus.feature_shape(m)) for m in self.modalities_of(corpus)}
         self.check_shapes(shapes, s)
         torch.manual_seed(seed)

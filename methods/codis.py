@@ -37,6 +37,7 @@ from benchmark.contracts import UserError
 from .base import SCALES, CodebookMethod, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import info_nce
+from .precision import full_precision
 from .trainer import Step
 
 CODIS_SCALES = {
@@ -99,6 +100,7 @@ class PrototypeCodebook:
     def num_codes(self) -> list[int]:
         return [int(self.prototypes.shape[0])]
 
+    @full_precision
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z `[.., D]` -> (unit prototype `[.., D]`, index `[..]`)."""
         codebook = self.codebooks[0]

@@ -21,11 +21,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .precision import full_precision
+
 
 class QuantizerOutput(NamedTuple):
     quantized: dict[str, Tensor]   # [B, T, D] straight-through
     indices: dict[str, Tensor]     # [B, T] or [B, T, levels]
     losses: dict[str, Tensor]      # e.g. {"commit_audio": scalar}
+
+
+def straight_through(value: Tensor, z: Tensor) -> Tensor:
+    """`value` forward, the identity's gradient to `z` backward (the VQ-VAE straight-through estimator).
+
+    Written value + (z − sg z) rather than the usual z + sg(value − z): the forward result is `value` bit for bit
+    (z + (q − z) is q only up to an ulp), so vectors with the same code are identical rows — which CLUB's fits
+    on distinct rows (mutual_info.distinct_rows) rely on. Gradients are the same."""
+    return value.detach() + (z - z.detach())
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
@@ -122,13 +133,16 @@ class MultiModalEMAQuantizer(Quantizer):
         """Nearest code index per vector: z `[..., D]` -> `[...]`."""
         return squared_distances(z.detach(), self.embedding).argmin(-1)
 
+    @full_precision
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
         idx = self.assign(z)
         return self.embedding[idx], idx
 
+    @full_precision
     def distance_logits(self, z: Tensor) -> Tensor:
         return distance_logits(z, self.embedding)
 
+    @full_precision
     def forward(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> QuantizerOutput:
         names = [m for m in self.modalities if m in z]
         idx = {m: self.assign(z[m]) for m in names}
@@ -137,7 +151,7 @@ class MultiModalEMAQuantizer(Quantizer):
         if self.training:
             self.ema_update({m: z[m].detach() for m in names}, idx)
             self.reset_dead_codes(idx, generator)
-        quantized = {m: z[m] + (codes[m] - z[m]).detach() for m in names}
+        quantized = {m: straight_through(codes[m], z[m]) for m in names}
         return QuantizerOutput(quantized, idx, losses)
 
     def commitment(self, z: dict[str, Tensor], codes: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -216,6 +230,7 @@ class ResidualQuantizer(Quantizer):
     def codebooks(self) -> list[Tensor]:
         return [s.embedding for s in self.stages]
 
+    @full_precision
     def quantize(self, z: Tensor, levels: int | None = None) -> tuple[Tensor, Tensor]:
         residual, total, ids = z, torch.zeros_like(z), []
         for stage in self.stages[:levels]:
@@ -224,9 +239,11 @@ class ResidualQuantizer(Quantizer):
             ids.append(i)
         return total, torch.stack(ids, -1)
 
+    @full_precision
     def distance_logits(self, z: Tensor) -> Tensor:
         return self.stages[0].distance_logits(z)
 
+    @full_precision
     def forward(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> QuantizerOutput:
         names = [m for m in self.modalities if m in z]
         residual = {m: z[m] for m in names}
@@ -242,7 +259,7 @@ class ResidualQuantizer(Quantizer):
                 ids[m].append(out.indices[m])
             for k, v in out.losses.items():
                 losses[k] = losses[k] + v if k in losses else v
-        quantized = {m: z[m] + (total[m] - z[m]).detach() for m in names}
+        quantized = {m: straight_through(total[m], z[m]) for m in names}
         return QuantizerOutput(quantized, {m: torch.stack(ids[m], -1) for m in names}, losses)
 
 
@@ -292,7 +309,7 @@ class FiniteScalarQuantizer(Quantizer):
     def _grid_coords(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(normalised code coordinates with straight-through gradient `[.., d]`, indices `[..]`)."""
         bounded = self.bound(self.project_in(z))
-        rounded = bounded + (torch.round(bounded) - bounded).detach()
+        rounded = straight_through(torch.round(bounded), bounded)
         half = self._half.to(z.dtype)
         idx = ((rounded.detach() + half).round().long() * self._basis).sum(-1)
         return rounded / half, idx
@@ -301,15 +318,18 @@ class FiniteScalarQuantizer(Quantizer):
     def codebooks(self) -> list[Tensor]:
         return [self.project_out(self.grid.to(self.project_out.weight.dtype))]
 
+    @full_precision
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
         _, idx = self._grid_coords(z)
         return self.codebooks[0][idx], idx
 
+    @full_precision
     def distance_logits(self, z: Tensor) -> Tensor:
         """−‖u − g‖ between the bounded, normalised (unrounded) projection u and every grid point g."""
         u = self.bound(self.project_in(z)) / self._half.to(z.dtype)
         return distance_logits(u, self.grid.to(z.dtype))
 
+    @full_precision
     def forward(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> QuantizerOutput:
         names = [m for m in self.modalities if m in z]
         out_q, out_i = {}, {}

@@ -36,6 +36,7 @@ from benchmark.contracts import RunContext, UserError
 from .base import SCALES, CodebookMethod, CodebookPretrained, canonical_modalities
 from .encoders import ModalityBranch
 from .mutual_info import mlp
+from .precision import autocast
 from .trainer import Step
 
 LABEL_KEY = "clip_label"        # the batch column the labelled corpus adds (read by the model like a modality)
@@ -207,7 +208,7 @@ class ContinuousPretrained(CodebookPretrained):
     def embed(self, modality: str, x) -> torch.Tensor:
         """Whole embeddings [shared | specific] `[N, T, D]` (float32, CPU)."""
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.precision, self.device):
             out = [self.model.embed(modality, chunk).float().cpu() for chunk in self._chunks(modality, x)]
         if not out:
             raise UserError(f"{self.method}: nothing to encode (0 clips of {modality})")

@@ -4,7 +4,10 @@ Model protocol (an `nn.Module`):
     model.modalities                      names of the corpus modalities it reads
     model.losses(batch, step) -> dict     {name: scalar tensor}; the loss minimised is their sum (weights inside)
     model.estimators() -> dict            optional: {name: module with `learning_loss(x, y)`}: MI estimators (CLUB)
-                                          with their own Adam, kept out of the main optimiser
+                                          with their own Adam, kept out of the main optimiser; an estimator
+                                          may define `fit_inputs(x, y)`, called once per batch to put its
+                                          inputs in the form its `learning_loss` is cheapest on (CLUB: distinct
+                                          code rows)
     model.clip_groups() -> list           optional: parameter groups clipped separately (as coded: per module)
 
 Inside `losses`, after its forward, a model calls `step.fit_estimators({name: (x, y), ...})`: the trainer then
@@ -30,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from .precision import DTYPES, autocast, full_precision, grad_scaler, upcast
+
 CHECKPOINT_FORMAT = 1
 
 
@@ -41,7 +45,7 @@ class TrainConfig:
     lr: float
     clip: float | None = 0.5
     seed: int = 0
-    dtype: str = "float32"
+    dtype: str = "float32"        # a precision name (precision.py): float32, float64, bf16-mixed, fp16-mixed
     mi_steps: int = 5
     mi_lr: float = 1e-3
     resume_tag: str = ""          # identity of the run (config, data, seed); checkpoints with another tag are ignored
@@ -100,8 +104,10 @@ class EstimatorFitter:
         for est in self.estimators.values():           # the main loss must not reach estimator weights
             est.requires_grad_(False)
 
+    @full_precision    # likelihood fits stay in full precision under mixed-precision training
     def __call__(self, pairs: Mapping[str, tuple[Tensor, Tensor]]) -> None:
-        chosen = {k: (self.estimators[k], x.detach(), y.detach()) for k, (x, y) in pairs.items()}
+        chosen = {k: (self.estimators[k], *self._inputs(self.estimators[k], x.detach(), y.detach()))
+                  for k, (x, y) in pairs.items()}
         for est, _, _ in chosen.values():
             est.requires_grad_(True)
         with torch.enable_grad():
@@ -111,6 +117,12 @@ class EstimatorFitter:
                 self.optimizer.step()
         for est, _, _ in chosen.values():
             est.requires_grad_(False)
+
+    @staticmethod
+    def _inputs(estimator: nn.Module, x: Tensor, y: Tensor) -> tuple:
+        """The estimator's own form of its inputs for the `steps` fits on one batch (computed once), if it has one."""
+        prepare = getattr(estimator, "fit_inputs", None)
+        return prepare(x, y) if prepare is not None else (x, y)
 
     def state_dict(self) -> dict:
         return self.optimizer.state_dict() if self.optimizer is not None else {}
@@ -126,20 +138,29 @@ def to_tensors(batch: Mapping[str, Any], modalities: Iterable[str], dtype: torch
 
 
 def train_step(model: nn.Module, batch: dict[str, Tensor], optimizer: torch.optim.Optimizer, step: Step,
-               clip: float | None, clip_groups: list[list[nn.Parameter]]) -> tuple[dict[str, Tensor], Tensor]:
-    """One optimisation step: losses (estimators fitted inside), backward, per-group clipping, Adam."""
+               clip: float | None, clip_groups: list[list[nn.Parameter]], precision: str = "float32",
+               scaler: torch.amp.GradScaler | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    """One optimisation step: losses (estimators fitted inside; under autocast for the mixed precisions),
+    backward (through the loss scaler for fp16), per-group clipping on unscaled gradients, Adam."""
     optimizer.zero_grad(set_to_none=True)
-    losses = model.losses(batch, step)
-    total = sum(losses.values())
+    with autocast(precision, next(iter(batch.values())).device):
+        losses = model.losses(batch, step)
+    total = sum(upcast(v) for v in losses.values())
     if not torch.isfinite(total):
         bad = [k for k, v in losses.items() if not torch.isfinite(v)]
         raise FloatingPointError(f"pretraining loss is not finite at epoch {step.epoch + 1}, step {step.index} "
                                  f"(terms: {', '.join(bad)}); try a smaller lr or dtype=float64")
-    total.backward()
+    (scaler.scale(total) if scaler is not None else total).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if clip:
         for group in clip_groups:
             torch.nn.utils.clip_grad_norm_(group, clip)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)     # skips the step when an inf/nan gradient shows the scale is too large
+        scaler.update()
+    else:
+        optimizer.step()
     return losses, total
 
 
@@ -190,6 +211,7 @@ def train(model: nn.Module, corpus, config: TrainConfig, ctx) -> TrainResult:
     modalities = tuple(model.modalities)
     params = main_parameters(model)
     optimizer = adam(params, config.lr)
+    scaler = grad_scaler(config.dtype, device)
     fitter = EstimatorFitter(estimators_of(model), config.mi_steps, config.mi_lr)
     clip_groups = [list(g) for g in model.clip_groups()] if hasattr(model, "clip_groups") else [params]
     directory = Path(ctx.pretrain_dir) if getattr(ctx, "pretrain_dir", None) else None
@@ -200,6 +222,8 @@ def train(model: nn.Module, corpus, config: TrainConfig, ctx) -> TrainResult:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         fitter.load_state_dict(state["estimators"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if device.startswith("cuda") and state.get("cuda_rng") is not None:
@@ -219,7 +243,7 @@ def train(model: nn.Module, corpus, config: TrainConfig, ctx) -> TrainResult:
                                 total=n_batches):
             batch = to_tensors(raw, modalities, dtype, device)
             step = Step(epoch, result.steps, generator, fitter)
-            losses, total = train_step(model, batch, optimizer, step, config.clip, clip_groups)
+            losses, total = train_step(model, batch, optimizer, step, config.clip, clip_groups, config.dtype, scaler)
             for k, v in {**losses, "total": total}.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
             count += 1
@@ -234,6 +258,7 @@ def train(model: nn.Module, corpus, config: TrainConfig, ctx) -> TrainResult:
                 "format": CHECKPOINT_FORMAT, "tag": config.resume_tag, "epoch": epoch + 1, "steps": result.steps,
                 "history": result.history, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "estimators": fitter.state_dict(), "generator": generator.get_state(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(torch.device(device)) if device.startswith("cuda") else None})
     model.eval()

@@ -207,3 +207,21 @@ def test_several_grids_run_as_one_cell_list(world, tmp_path):
     out = cli("grid", a, b, "--data", world, "--results", tmp_path / "s", "-q")
     assert out.returncode == 0, out.stderr
     assert "3 cells: cached 0 · ran 3" in out.stderr  # one progress display over the union, duplicates dropped
+
+
+def test_pretrain_command_warms_the_cache_that_run_then_uses(world, tmp_path):
+    store, report = tmp_path / "s", tmp_path / "pretrain.json"
+    out = cli("pretrain", "--method", "tinymethod", "--data", world, "--results", store, "--json", report, "-q")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["status"] for r in rows] == ["trained"] and rows[0]["clips"] > 0
+    assert json.loads(report.read_text())["peak_rss_mb"] > 0
+    assert not list(store.glob("cells/*/*/*/result.json"))          # no task ran
+    out = cli("run", "--method", "tinymethod", "--task", "tinytask", "--data", world, "--results", store, "-q")
+    assert out.returncode == 0, out.stderr
+    (result,) = Store(store).results()
+    assert result["pretrain_key"] == rows[0]["key"] and result["notes"]["pretrain"].startswith("cached")
+    again = cli("pretrain", "--method", "tinymethod", "--data", world, "--results", store, "--json", report, "-q")
+    assert again.returncode == 0 and json.loads(report.read_text())["rows"][0]["status"] == "cached"
+    refused = cli("pretrain", "--method", "vqvae", "--data", world, "--results", store)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: method 'vqvae' is trained inside")

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from methods.mutual_info import CLUB, CrossCPC, cpc_pair_weights, info_nce, nce_nll, sample_anchor
+from methods.mutual_info import CLUB, CrossCPC, DistinctRows, cpc_pair_weights, info_nce, nce_nll, sample_anchor
 from methods.trainer import EstimatorFitter
 
 MODS = ("audio", "video", "text")
@@ -128,3 +128,55 @@ def test_anchor_range_matches_the_release():
     assert {sample_anchor(10, 1, g) for _ in range(400)} == set(range(1, 9))      # t ∈ {1..8} for T = 10
     with pytest.raises(ValueError):
         sample_anchor(2, 1, g)
+
+
+# --------------------------------------------------------------------------- fits on distinct codes (issue 9)
+def test_distinct_rows_are_exact_and_a_collision_falls_back():
+    from methods import mutual_info as mi
+    g = torch.Generator().manual_seed(0)
+    codebook = torch.randn(50, 8, generator=g)
+    idx = torch.randint(0, 12, (6, 10), generator=g)
+    rows = mi.distinct_rows(codebook[idx])
+    assert rows.values.shape[0] == len(torch.unique(idx))
+    assert torch.equal(rows.values[rows.inverse], codebook[idx].reshape(-1, 8))
+    nearly = codebook[idx].reshape(-1, 8).clone()
+    nearly[0, 3] = torch.nextafter(nearly[0, 3], torch.tensor(math.inf))     # one ulp apart: a distinct row
+    assert mi.distinct_rows(nearly).values.shape[0] == rows.values.shape[0] + 1
+    original = mi._hash_weights
+    try:                                                   # every row hashes alike: verification must refuse
+        mi._hash_weights = lambda width, device: torch.zeros(width, dtype=torch.int64)
+        assert mi.distinct_rows(codebook[idx]) is None
+    finally:
+        mi._hash_weights = original
+
+
+def test_club_fit_on_distinct_codes_has_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    club = CLUB(8, 5, hidden=16)
+    g = torch.Generator().manual_seed(1)
+    codebook = torch.randn(20, 8, generator=g)
+    x = codebook[torch.randint(0, 20, (32, 10), generator=g)]          # [B, T, D] quantized codes repeat
+    y = torch.randn(32, 10, 5, generator=g)
+    xs, ys = club.fit_inputs(x, y)
+    assert isinstance(xs, DistinctRows) and xs.values.shape[0] <= 20
+    direct = club.learning_loss(x, y)
+    grads = torch.autograd.grad(direct, list(club.parameters()))
+    distinct = club.learning_loss(xs, ys)
+    grads_d = torch.autograd.grad(distinct, list(club.parameters()))
+    assert torch.allclose(direct, distinct, rtol=1e-6, atol=1e-6)
+    for a, b in zip(grads, grads_d):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    continuous = torch.randn(32, 10, 8, generator=g)                    # nothing repeats: the direct path
+    assert club.fit_inputs(continuous, y)[0] is continuous
+
+
+def test_straight_through_returns_the_code_bit_for_bit_with_the_identity_gradient():
+    from methods.quantizers import straight_through
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(200, 16, generator=g) * 3).requires_grad_(True)
+    q = torch.randn(200, 16, generator=g) * 1e-3
+    out = straight_through(q, z)
+    assert torch.equal(out, q)                     # z + (q − z) is not: it is off by an ulp somewhere
+    assert not torch.equal(z.detach() + (q - z.detach()), q)
+    out.mul(torch.arange(16.0)).sum().backward()
+    assert torch.equal(z.grad, torch.arange(16.0).expand(200, 16))

@@ -12,7 +12,8 @@ from ..ui import CellProgress, console, err_console, metrics_table
 PROFILES = ("smoke", "default", "paper")
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
+def add_world_options(p: argparse.ArgumentParser) -> None:
+    """Where the data and the store are, seeds, device, threads, quiet: what every computing command takes."""
     world = p.add_mutually_exclusive_group()
     world.add_argument("--profile", choices=PROFILES, default=None,
                        help="synthetic world (generated once and cached; default: default)")
@@ -20,6 +21,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world generator")
     p.add_argument("--results", default="results", metavar="DIR", help="result store (default results/)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S", help="seeds (a grid axis)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per process (0 = cores for local, cores/workers for pool/ray)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (never hashed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    add_world_options(p)
     p.add_argument("--overwrite", choices=runner.OVERWRITE, default="only-missing")
     p.add_argument("--executor", choices=("local", "pool", "ray", "slurm"), default="local")
     p.add_argument("--workers", type=int, default=2, help="processes for --executor pool")
@@ -30,10 +39,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slurm-cluster", default=None, choices=(None, "slurm", "local", "debug"),
                    help="submitit backend (default: auto-detect; local/debug run without Slurm)")
     p.add_argument("--shard", metavar="i/n", help="run only every n-th cell starting at i (sorted cell list)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads per process (0 = cores for local, cores/workers for pool/ray)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (never hashed)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def options_from(args, profile_default: str = "default") -> runner.Options:
@@ -50,11 +55,11 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
 
     Returns (outcomes, exit code) and prints a summary naming every failed or missing cell."""
     options = options_from(args, profile_default)
-    runner.resolve_device(options.device)
     store = Store(args.results)
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     # validate every spec before generating data (cheap, and a typo should not wait for a world)
+    runner.check_precisions(planner(None), runner.resolve_device(options.device))
     if runner.needs_world(planner(None)):
         with CellProgress(None, quiet=options.quiet) as gen:
             world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)

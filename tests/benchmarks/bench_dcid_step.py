@@ -6,6 +6,8 @@ Run: `pytest tests/benchmarks/bench_dcid_step.py --benchmark-enable -m ""` (add 
 """
 from __future__ import annotations
 
+import resource
+
 import pytest
 import torch
 
@@ -47,4 +49,7 @@ def test_dcid_step_default_scale(benchmark):
 def test_dcid_step_paper_scale(benchmark):
     step = one_step_runner("paper")
     losses, total = benchmark.pedantic(step, rounds=2, iterations=1, warmup_rounds=1)
+    if benchmark.stats is not None:   # the model, Adam state and one batch's activations at the released widths
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        benchmark.extra_info["process_peak_rss_mib"] = round(rss, 1)
     assert torch.isfinite(total) and "cpc" in losses

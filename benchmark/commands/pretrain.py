@@ -1,0 +1,67 @@
+"""`pretrain --method SPEC...`: only the (cached) pretraining of methods on the corpus, no task.
+
+Warms the pretraining cache (e.g. on a GPU node before task grids run elsewhere; cells then report
+"pretrain: cached") and measures a pretraining on its own: wall time and the process's peak resident memory,
+printed and, with `--json FILE`, written for scripts (the perf suite's paper-corpus epoch reads it).
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+from .. import runner
+from .. import spec as specs
+from ..contracts import UserError
+from ..store import Store, atomic_write_json
+from ..ui import CellProgress, console
+from ._common import add_world_options, options_from
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("pretrain", help="pretrain method(s) on the corpus (cached), without a task")
+    p.add_argument("--method", required=True, nargs="+", help="method spec(s); refiners are ignored (never retrain)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows and the peak RSS as JSON")
+    add_world_options(p)
+    p.set_defaults(func=main, overwrite="only-missing")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def main(args) -> int:
+    options = options_from(args)
+    device = runner.resolve_device(options.device)
+    methods = [specs.parse_method(text) for text in args.method]
+    for method in methods:
+        only = method.base.entry.extra.get("only_tasks")
+        if only:
+            raise UserError(f"method '{method.base.name}' is trained inside task(s) {', '.join(only)}; "
+                            f"it has no separate pretraining")
+    cells = [runner.Cell(method, None, seed) for method in methods for seed in (args.seeds or [0])]
+    runner.check_precisions(cells, device)
+    runner.set_threads(options.threads or runner.default_threads())
+    store = Store(args.results)
+    rows = []
+    with CellProgress(None, quiet=options.quiet, title="pretrain") as ui:
+        world = options.world.open(progress=ui.inner)
+        ctx = runner.make_context(options, progress=ui.inner, log=ui.log)
+        for cell in cells:
+            ctx.notes = {}
+            t0 = time.perf_counter()
+            _, key = runner.get_pretrained(cell, world, store, ctx)
+            rows.append({"method": cell.method.pretrain_canonical(), "seed": cell.seed, "key": key,
+                         "status": "trained" if "pretrain_s" in ctx.notes else "cached",
+                         "seconds": round(time.perf_counter() - t0, 3), "clips": len(world.corpus())})
+    report = {"world": options.world.label, "device": device, "rows": rows, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    for row in rows:
+        console.print(f"{row['method']} seed {row['seed']}: {row['status']} ({row['key']}) in {row['seconds']:.1f}s "
+                      f"on {row['clips']} clips")
+    console.print(f"peak RSS of this process: {report['peak_rss_mb']:.0f} MiB")
+    if args.json:
+        atomic_write_json(Path(args.json), report)
+    return 0

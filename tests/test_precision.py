@@ -1,0 +1,110 @@
+"""Mixed precision (issue 9): `dtype=bf16-mixed|fp16-mixed` trains every method with float32 weights and an
+autocast forward, keeps codebook assignment in float32, refuses fp16 without CUDA, and is part of the keys."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import registry, spec
+from methods.precision import autocast, full_precision, grad_scaler, upcast
+from methods.quantizers import MultiModalEMAQuantizer
+from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPES = {"audio": (6, 12), "video": (6, 3, 3, 16), "text": (6, 20)}
+METHODS = ["cmcm", "dcid", "codis", "turn", "simmmdg", "fccid", "srcid"]
+
+
+def one_step(name: str, precision: str, scaler=None):
+    entry = registry.get("method", name)
+    method = entry.load()
+    settings = method.settings({**entry.defaults(), "dtype": precision, "code_dim": 16, "codebook_size": 32})
+    torch.manual_seed(0)
+    model = method.build_model(SHAPES, settings).train()
+    g = torch.Generator().manual_seed(0)
+    batch = {m: torch.rand(8, *shape, generator=g) for m, shape in SHAPES.items()}
+    if "labels" in settings:
+        batch["labels"] = torch.randint(0, 3, (8,), generator=g)
+    params = main_parameters(model)
+    optimizer = adam(params, settings["lr"])
+    estimators = model.estimators() if hasattr(model, "estimators") else {}
+    fitter = EstimatorFitter(estimators, 2, 1e-3)
+    groups = [list(p) for p in model.clip_groups()] if hasattr(model, "clip_groups") else [params]
+    before = [p.detach().clone() for p in params]
+    losses, total = train_step(model, batch, optimizer, Step(0, 0, g, fitter), settings["clip"], groups, precision,
+                               scaler)
+    return model, params, before, losses, total
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_bf16_mixed_step_trains_float32_weights_on_cpu(name):
+    model, params, before, losses, total = one_step(name, "bf16-mixed")
+    assert torch.isfinite(total) and total.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(params, before)), "no parameter moved"
+
+
+def test_autocast_really_lowers_the_forward_and_quantizer_stays_float32():
+    lin = torch.nn.Linear(4, 4)
+    x = torch.rand(3, 4)
+    with autocast("bf16-mixed", "cpu"):
+        assert lin(x).dtype == torch.bfloat16
+    with autocast("float32", "cpu"):
+        assert lin(x).dtype == torch.float32
+    q = MultiModalEMAQuantizer(("audio", "video"), 16, 4, generator=torch.Generator().manual_seed(1)).eval()
+    z = torch.randn(2, 3, 4)
+    ref_codes, ref_idx = q.quantize(z)
+    with autocast("bf16-mixed", "cpu"):
+        codes, idx = q.quantize(z.bfloat16().float())   # same values; the argmin must run in float32
+        logits = q.distance_logits(z)
+    assert codes.dtype == torch.float32 and logits.dtype == torch.float32
+    assert torch.equal(idx, q.quantize(z.bfloat16().float())[1])
+    assert ref_idx.shape == idx.shape and ref_codes.dtype == codes.dtype
+
+
+def test_full_precision_upcasts_nested_half_tensors():
+    seen = {}
+
+    @full_precision
+    def f(pairs):
+        seen.update({k: (x.dtype, y.dtype, torch.is_autocast_enabled("cpu")) for k, (x, y) in pairs.items()})
+
+    with autocast("bf16-mixed", "cpu"):
+        f({"a": (torch.ones(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.float16))})
+    assert seen == {"a": (torch.float32, torch.float32, False)}
+    assert upcast(torch.ones(1, dtype=torch.float64)).dtype == torch.float64   # never downcasts
+
+
+def test_loss_scaler_path_unscales_before_clipping():
+    """The fp16 path (scaler: scale, unscale, clip, step, update) on CPU with a CPU scaler: a finite step that
+    moves the weights and keeps the scale (no overflow)."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    model, params, before, losses, total = one_step("dcid", "bf16-mixed", scaler)
+    assert torch.isfinite(total)
+    assert any(not torch.equal(p, b) for p, b in zip(params, before))
+    assert scaler.get_scale() == 2.0 ** 10
+    assert grad_scaler("fp16-mixed", "cpu") is not None and grad_scaler("bf16-mixed", "cpu") is None
+
+
+def test_precision_is_in_the_key_and_float32_keys_are_unchanged():
+    plain = spec.parse_method("dcid")
+    assert spec.parse_method("dcid@dtype=float32").resolved() == plain.resolved()
+    mixed = spec.parse_method("dcid@dtype=bf16-mixed")
+    assert spec.pretrain_key(mixed, "c", 0) != spec.pretrain_key(plain, "c", 0)
+    assert mixed.canonical() == "dcid@dtype=bf16-mixed"
+
+
+def test_fp16_without_cuda_is_a_one_line_user_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: fp16-mixed is allowed")
+    out = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "dcid@dtype=fp16-mixed,epochs=1",
+                          "--task", "ave", "--profile", "smoke", "--results", str(tmp_path), "-q"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and "fp16-mixed needs a CUDA device" in lines[0]
+    assert not (tmp_path / "cells").exists()
