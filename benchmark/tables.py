@@ -765,6 +765,16 @@ def write(bt: BuiltTable, formats: Iterable[str], out_dir: str | Path) -> list[P
             paths.append(path)
     if paths:
         path = out / f"{bt.spec.name}.meta.json"
-        atomic_write_json(path, meta(bt))
+        sidecar = meta(bt)
+        if _changed_besides_created(_read_json(path), sidecar):   # an unchanged sidecar keeps its bytes (git stays
+            atomic_write_json(path, sidecar)                        # clean) when no number, cell or sha moved
         paths.append(path)
     return paths
+
+
+def _without_created(d: dict) -> dict:
+    return json.loads(json.dumps({k: v for k, v in d.items() if k != "created"}, sort_keys=True, default=str))
+
+
+def _changed_besides_created(old: dict | None, new: dict) -> bool:
+    return old is None or _without_created(old) != _without_created(new)

@@ -61,6 +61,8 @@ def upcast(value: Any) -> Any:
         return value.float()
     if isinstance(value, dict):
         return {k: upcast(v) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):          # a NamedTuple
+        return type(value)(*(upcast(v) for v in value))
     if isinstance(value, (list, tuple)):
         return type(value)(upcast(v) for v in value)
     return value

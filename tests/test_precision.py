@@ -77,6 +77,9 @@ def test_full_precision_upcasts_nested_half_tensors():
         f({"a": (torch.ones(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.float16))})
     assert seen == {"a": (torch.float32, torch.float32, False)}
     assert upcast(torch.ones(1, dtype=torch.float64)).dtype == torch.float64   # never downcasts
+    from methods.mutual_info import DistinctRows
+    rows = upcast(DistinctRows(torch.ones(2, dtype=torch.bfloat16), torch.zeros(2, dtype=torch.long)))
+    assert isinstance(rows, DistinctRows) and rows.values.dtype == torch.float32 and rows.inverse.dtype == torch.long
 
 
 def test_loss_scaler_path_unscales_before_clipping():

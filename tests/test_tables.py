@@ -171,6 +171,21 @@ def test_meta_names_every_contributing_cell_and_the_sha(t1_store, tmp_path):
     assert "protocol: default" in meta["caption"].lower() and "world: default-s0" in meta["caption"]
 
 
+def test_unchanged_sidecar_keeps_its_bytes_and_a_changed_one_is_rewritten(t1_store, tmp_path):
+    run_table(t1_store, tmp_path, "t1", "--format", "csv")
+    path = tmp_path / "t1.meta.json"
+    data = json.loads(path.read_text())
+    data["created"] = "2000-01-01T00:00:00+00:00"                 # as if written long ago
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    run_table(t1_store, tmp_path, "t1", "--format", "csv")
+    assert path.read_bytes() == before                            # nothing but the time would change
+    data["caption"] = "stale"
+    path.write_text(json.dumps(data))
+    run_table(t1_store, tmp_path, "t1", "--format", "csv")
+    assert json.loads(path.read_text())["caption"] != "stale"
+
+
 def test_best_per_column_respects_higher_is_better(tmp_path):
     grid = {"name": "tiny", "title": "lower is better", "seeds": [0, 1], "methods": ["a", "b"], "tasks": ["t"],
             "table": {"columns": [{"task": "t", "direction": "X"}], "rows": [{"method": "a"}, {"method": "b"}]}}
