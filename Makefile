@@ -49,7 +49,7 @@ perf: $(STAMP)
 	$(PYTHON) -m benchmark.perf_summary $(RESULTS)/perf.json > $(RESULTS)/perf.md
 	@cat $(RESULTS)/perf.md
 
-# paper scale on this machine: a DCID step at the released widths, and one pretraining epoch streamed from the
+# paper scale on this machine: one step per method at the released widths, and one pretraining epoch streamed from the
 # paper-profile corpus (40k clips, video [10,7,7,512]; generated once into $(PAPER_WORLD), ~4 min, 20 GB) with its
 # peak RSS
 PAPER_WORLD ?= $(RESULTS)/data/paper-s0

@@ -1,6 +1,7 @@
 """pytest-benchmark: one pretraining step (forward, CLUB fits where the method has them, backward, clip, Adam)
-for every registered pretraining method at `scale=default`, batch 80, on the default world's shapes — so a
-change that slows one method's losses shows up next to the others."""
+for every registered pretraining method, batch 80 — so a change that slows one method's losses shows up next to
+the others. `scale=default` on the default world's shapes (part of `make perf`), and `scale=paper` on the
+released shapes (video `[10,7,7,512]`; slow, minutes per step on a CPU: `make perf-paper`)."""
 from __future__ import annotations
 
 import pytest
@@ -10,17 +11,19 @@ from benchmark import registry
 from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
 
 SHAPES = {"audio": (10, 128), "video": (10, 512), "text": (10, 768)}
+PAPER_SHAPES = {"audio": (10, 128), "video": (10, 7, 7, 512), "text": (10, 768)}
 METHODS = ["cmcm", "dcid", "codis", "turn", "simmmdg", "fccid", "srcid"]
 
 
-def step_runner(name: str, batch_size: int = 80):
+def step_runner(name: str, batch_size: int = 80, scale: str = "default"):
     entry = registry.get("method", name)
     method = entry.load()
-    settings = method.settings(entry.defaults())
+    settings = method.settings({**entry.defaults(), "scale": scale})
+    shapes = PAPER_SHAPES if scale == "paper" else SHAPES
     torch.manual_seed(0)
-    model = method.build_model(SHAPES, settings).train()
+    model = method.build_model(shapes, settings).train()
     g = torch.Generator().manual_seed(0)
-    batch = {m: torch.rand(batch_size, *shape, generator=g) for m, shape in SHAPES.items()}
+    batch = {m: torch.rand(batch_size, *shape, generator=g) for m, shape in shapes.items()}
     if "labels" in settings:  # supervised SimMMDG reads clip classes
         batch["labels"] = torch.randint(0, 10, (batch_size,), generator=g)
     optimizer = adam(main_parameters(model), settings["lr"])
@@ -39,4 +42,12 @@ def step_runner(name: str, batch_size: int = 80):
 def test_pretraining_step_default_scale(benchmark, name):
     step = step_runner(name)
     losses, total = benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+    assert torch.isfinite(total)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", METHODS)
+def test_pretraining_step_paper_scale(benchmark, name):
+    step = step_runner(name, scale="paper")
+    losses, total = benchmark.pedantic(step, rounds=1, iterations=1, warmup_rounds=1)
     assert torch.isfinite(total)
