@@ -59,8 +59,9 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     # validate every spec before generating data (cheap, and a typo should not wait for a world)
-    runner.check_precisions(planner(None), runner.resolve_device(options.device))
-    if runner.needs_world(planner(None)):
+    unkeyed = planner(None)
+    runner.check_precisions(unkeyed, runner.resolve_device(options.device))
+    if runner.needs_world(unkeyed):
         with CellProgress(None, quiet=options.quiet) as gen:
             world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)
     else:
