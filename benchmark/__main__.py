@@ -7,7 +7,7 @@ import sys
 
 from .contracts import UserError
 
-COMMANDS = ("run", "grid", "pretrain", "table", "ls", "data", "plot", "claims")
+COMMANDS = ("run", "grid", "pretrain", "budget", "table", "ls", "data", "plot", "claims")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (a multi-line message would read as several errors)."""
+    return " ".join(str(exc).split("\n")).strip() or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -39,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        return 2
+    except UnicodeDecodeError as exc:   # a user's file in another encoding
+        sys.stderr.write(f"error: cannot decode input as UTF-8 ({exc.reason} at byte {exc.start})\n")
+        return 2
+    except OSError as exc:              # a path the system refuses (permissions, /proc, name too long, ...)
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"error: {where}{exc.strerror or type(exc).__name__ + ': ' + str(exc)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

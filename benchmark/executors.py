@@ -7,10 +7,39 @@ the pretraining cache. The engines are optional extras: `pip install .[ray]` / `
 """
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 from . import runner
 from .contracts import UserError
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Pool-worker initializer: the worker exits when its parent does (even after kill -9 of the parent), so a
+    killed grid never leaves orphans computing cells (and, once they are gone, the resource tracker exits too).
+
+    Linux: the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); everywhere: a daemon thread
+    that polls the parent PID and exits the process when it changed."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG = 1
+        except Exception:  # noqa: BLE001 - the watch thread below still covers it
+            pass
+    if os.getppid() != parent_pid:   # the parent died before the prctl above took effect
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def run(kind: str, cells: list, store, options, args, ui) -> list:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,42 @@ SEARCH_DIRS = {
     "task": [ROOT / "tasks", ROOT / "benchmark" / "builtin"],
 }
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
+MAX_VALUE_CHARS = 200      # longest string / list rendering an option value may have
+MAX_LIST_ITEMS = 64
+INT_LIMIT = 2**63          # option integers must fit in int64 (|v| < 2**63)
+
+
+def short_int(value: int) -> str:
+    """An integer for a message (str() refuses those beyond Python's 4300-digit limit)."""
+    try:
+        text = str(value)
+    except ValueError:
+        return "an integer of more than 4300 digits"
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
+def _check_scalar(value: Any, where: str) -> None:
+    """Bounds every override value obeys, whatever its option's type: int64 ints, finite floats, short strings."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if not -INT_LIMIT < value < INT_LIMIT:
+            raise UserError(f"{where}: integer {short_int(value)} is out of range (|value| < 2**63)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
+    elif isinstance(value, str):
+        if len(value) > MAX_VALUE_CHARS:
+            raise UserError(f"{where}: value is {len(value)} characters long (at most {MAX_VALUE_CHARS})")
+    elif isinstance(value, (list, tuple)):
+        if len(value) > MAX_LIST_ITEMS:
+            raise UserError(f"{where}: list has {len(value)} items (at most {MAX_LIST_ITEMS})")
+        for item in value:
+            if isinstance(item, (list, tuple, dict)):
+                raise UserError(f"{where}: nested lists are not supported, got {item!r}"[:300])
+            _check_scalar(item, where)
+    elif isinstance(value, dict):
+        raise UserError(f"{where}: mappings are not supported as option values")
 
 
 @dataclass(frozen=True)
@@ -44,13 +81,20 @@ class Option:
     help: str = ""
     type: str | None = None  # explicit type name; else inferred from default (None default = any)
     inference_only: bool = False  # changes how a trained model is used, not the training (kept out of pretrain keys)
+    nullable: bool = False        # `null` is accepted (always true when the default is null)
 
     def coerce(self, value: Any, owner: str) -> Any:
         """Check one override value against the option, converting int->float where harmless."""
+        _check_scalar(value, f"{owner}: option '{self.name}'")
         if self.choices is not None and value not in self.choices:
             raise UserError(f"{owner}: option '{self.name}' must be one of {list(self.choices)}, got {value!r}")
         tname = self.type or (type(self.default).__name__ if self.default is not None else None)
-        if tname is None or value is None:
+        if value is None:
+            if self.default is None or self.nullable or (self.choices is not None and None in self.choices):
+                return value
+            raise UserError(f"{owner}: option '{self.name}' cannot be null (expects {tname or 'a value'}, "
+                            f"default {self.default!r})")
+        if tname is None:
             return value
         want = _TYPES.get(tname)
         if want is None:
@@ -93,6 +137,24 @@ class Entry:
             cfg[key] = self.options[key].coerce(value, f"{self.kind} '{self.name}'")
         return cfg
 
+    def validate(self, cfg: dict[str, Any]) -> None:
+        """Range checks beyond the types: the implementation's `validate(cfg)` (or the card's `validate:
+        module:function` hook, for entries whose class has none). Anything but a UserError becomes one."""
+        hook = self.extra.get("validate")
+        try:
+            if hook:
+                module_name, _, attr = str(hook).partition(":")
+                fn = getattr(importlib.import_module(module_name), attr)
+            else:
+                fn = getattr(self.load(), "validate", None)
+            if fn is not None:
+                fn(cfg)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a validator tripping over a value is still a bad value
+            raise UserError(f"{self.kind} '{self.name}': invalid options ({type(exc).__name__}: {exc})"[:500]) \
+                from None
+
     def load(self):
         """Import and instantiate the implementation (may import torch)."""
         module_name, _, attr = self.entry.partition(":")
@@ -123,7 +185,8 @@ def _parse_card(path: Path) -> Entry:
             spec = {"default": spec}
         choices = spec.get("choices")
         options[key] = Option(key, spec["default"], tuple(choices) if choices is not None else None,
-                              str(spec.get("help", "")), spec.get("type"), bool(spec.get("inference_only", False)))
+                              str(spec.get("help", "")), spec.get("type"), bool(spec.get("inference_only", False)),
+                              bool(spec.get("nullable", False)))
     known = {"name", "kind", "entry", "version", "summary", "options", "discrete", "hidden"}
     return Entry(name=card["name"], kind=card["kind"], entry=card["entry"], version=int(card.get("version", 1)),
                  summary=str(card.get("summary", "")), path=path, options=options,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from . import spec as specs
 from .contracts import RunContext, UserError
-from .store import Store, atomic_write_json, environment, file_lock
+from .store import Store, atomic_write_json, environment, file_lock, sweep_tmp, torch_threads, warn
 
 OVERWRITE = ("never", "only-missing", "always", "only-cache")
 
@@ -43,11 +43,12 @@ class WorldChoice:
             root = Path(self.data)
             if not root.is_dir():
                 raise UserError(f"--data '{self.data}' is not a directory (expected a folder of native .h5 files)")
-            return open_world(root)
+            return open_world(root, scan_cache=Path(self.cache_root) / ".scanned")
         root = Path(self.cache_root) / f"{self.profile}-s{self.world_seed}"
         if not generate and not (root / ".complete").exists():
             return None
-        return open_world(ensure_world(self.profile, self.world_seed, self.cache_root, progress=progress))
+        return open_world(ensure_world(self.profile, self.world_seed, self.cache_root, progress=progress),
+                          scan_cache=Path(self.cache_root) / ".scanned")
 
 
 def seed_everything(seed: int) -> None:
@@ -89,6 +90,11 @@ def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable
     cells, seen = [], set()
     methods = [specs.parse_method(m) for m in method_specs]
     tasks = [specs.parse_task(t) for t in task_specs]
+    seeds = specs.check_seeds(list(seeds))
+    for spec_ in methods:   # the implementations' range checks, before any world or cell
+        specs.validate_method(spec_)
+    for spec_ in tasks:
+        specs.validate_task(spec_)
     for task in tasks:
         for method in methods:
             _check_pairing(method, task)
@@ -171,11 +177,17 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext):
     directory = store.pretrain_dir(cell.method.base.name, key)
     with file_lock(directory.parent / f".{key}.lock"):
         done = directory / "complete.json"
+        sweep_tmp(directory, directory / "model", directory / "checkpoints")  # dead writers' temp files
+        pretrained = None
         if done.exists():
             t0 = time.perf_counter()
-            pretrained = method.load(directory / "model", cfg, ctx)
-            ctx.notes["pretrain"] = f"cached ({key}, loaded in {time.perf_counter() - t0:.1f}s)"
-        else:
+            try:
+                pretrained = method.load(directory / "model", cfg, ctx)
+                ctx.notes["pretrain"] = f"cached ({key}, loaded in {time.perf_counter() - t0:.1f}s)"
+            except Exception as exc:  # noqa: BLE001 - a torn or foreign model: heal by retraining
+                warn(f"{directory}: cached pretraining does not load ({type(exc).__name__}: {exc}); retraining")
+                done.unlink(missing_ok=True)
+        if pretrained is None:
             ctx.log(f"pretraining {cell.method.pretrain_canonical()} (seed {cell.seed}) -> {directory}")
             seed_everything(cell.seed)
             ctx.pretrain_dir = directory / "checkpoints"
@@ -275,7 +287,7 @@ def _config_of(cell: Cell, options: Options) -> dict:
     return {"method": cell.method.resolved(), "task": cell.task.resolved(), "seed": cell.seed,
             "data_fingerprint": cell.data_fingerprint, "world": options.world.label,
             "spec": {"method": cell.method.canonical(), "task": cell.task.canonical()},
-            "unhashed": {"device": options.device, "overwrite": options.overwrite}}
+            "unhashed": {"device": options.device, "overwrite": options.overwrite, "torch_threads": torch_threads()}}
 
 
 def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunContext) -> Outcome:
@@ -297,8 +309,11 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
                 return Outcome(cell, "cached", cached)
         ctx.artifacts = cell_dir
         ctx.notes = {"world": options.world.label}
+        sweep_tmp(cell_dir)  # temp files of a killed writer (every writer of this folder holds its lock)
         try:
             result = compute_cell(cell, world, store, ctx)
+        except UserError:  # bad input, not a failed cell: one `error:` line, exit 2, no error.json
+            raise
         except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the grid
             message = f"{type(exc).__name__}: {exc}"
             store.write_error(cell_dir, {"key": cell.key, "method": cell.method.canonical(),
@@ -307,6 +322,7 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
             return Outcome(cell, "failed", error=message, seconds=time.perf_counter() - t0)
         env = environment()
         env["device"] = options.device
+        env["torch_threads"] = torch_threads()
         store.write_result(cell_dir, result, _config_of(cell, options), env)
     return Outcome(cell, "ran", result, seconds=time.perf_counter() - t0)
 
@@ -425,13 +441,17 @@ def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui
     from concurrent.futures import ProcessPoolExecutor, as_completed
     threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
     outcomes, cells = answer_cached(cells, store, options, ui)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    from .executors import die_with_parent
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         for phase in phases(cells):
             futures = {pool.submit(_pool_worker, worker_payload(c, store, options, threads)): c for c in phase}
             for future in as_completed(futures):
                 cell = futures[future]
                 try:
                     outcome = outcome_of(cell, future.result())
+                except UserError:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
                     outcome = Outcome(cell, "failed", error=f"worker crashed: {exc}")
                 ui.done(outcome)

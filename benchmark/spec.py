@@ -23,6 +23,10 @@ from .contracts import UserError
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+MAX_SPEC_CHARS = 1000            # a whole method or task spec
+MAX_VALUE_CHARS = registry.MAX_VALUE_CHARS
+MAX_SEED = 2**32 - 1             # numpy's seed range
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -34,9 +38,22 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 def _parse_value(text: str) -> Any:
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: e.g. an integer beyond Python's digit limit
         return text
     return text if isinstance(value, (dict,)) else value
+
+
+def _check_text(text: Any, what: str) -> str:
+    """A spec must be a short, printable string (grid YAML can hand us anything)."""
+    if not isinstance(text, str):
+        raise UserError(f"malformed {what} spec {text!r}: expected a string"[:300])
+    if len(text) > MAX_SPEC_CHARS:
+        raise UserError(f"malformed {what} spec '{text[:40]}...': {len(text)} characters (at most {MAX_SPEC_CHARS})")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise UserError(f"malformed {what} spec {text[:80]!r}: control character {bad.group()!r} "
+                        f"at position {bad.start()}")
+    return text
 
 
 def parse_overrides(text: str, where: str) -> dict[str, Any]:
@@ -50,6 +67,9 @@ def parse_overrides(text: str, where: str) -> dict[str, Any]:
             raise UserError(f"malformed spec '{where}': expected key=value, got '{part}'")
         if key in out:
             raise UserError(f"malformed spec '{where}': key '{key}' given twice")
+        if len(value.strip()) > MAX_VALUE_CHARS:
+            raise UserError(f"malformed spec '{where[:60]}...': value of '{key}' is {len(value.strip())} characters "
+                            f"(at most {MAX_VALUE_CHARS})")
         out[key] = _parse_value(value.strip())
     return out
 
@@ -124,7 +144,7 @@ class MethodSpec:
 
 
 def parse_method(text: str) -> MethodSpec:
-    text = text.strip()
+    text = _check_text(text, "method").strip()
     if not text:
         raise UserError("malformed spec '': empty method spec")
     parts = text.split("+")
@@ -159,9 +179,43 @@ class TaskSpec:
 
 
 def parse_task(text: str) -> TaskSpec:
+    _check_text(text, "task")
     name, over = _split_component(text.strip(), text)
     entry = registry.get("task", name)
     return TaskSpec(Component(entry, entry.resolve(over)))
+
+
+def validate_method(method: MethodSpec) -> None:
+    """The implementations' own range checks (epochs >= 1, levels, TOC's lam, ...): run before anything is planned."""
+    method.base.entry.validate(method.base.cfg)
+    for refiner in method.refiners:
+        refiner.entry.validate(refiner.cfg)
+
+
+def validate_task(task: TaskSpec) -> None:
+    task.component.entry.validate(task.component.cfg)
+
+
+def check_seeds(seeds: Any, where: str = "--seeds") -> list[int]:
+    """Seeds are integers in [0, 2**32 - 1] (bool and float refused: `true` or `1.5` must not become seed 1)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise UserError(f"{where}: expected a list of integer seeds, got {seeds!r}"[:300])
+    out = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            try:
+                import numpy as np
+                ok = isinstance(seed, np.integer)
+            except ImportError:  # pragma: no cover
+                ok = False
+            if not ok:
+                raise UserError(f"{where}: seeds must be integers, got {seed!r}"[:300])
+        if not 0 <= int(seed) <= MAX_SEED:
+            raise UserError(f"{where}: seeds must be in [0, {MAX_SEED}], got {registry.short_int(int(seed))}")
+        out.append(int(seed))
+    if not out:
+        raise UserError(f"{where}: no seeds given")
+    return out
 
 
 def cell_key(method: MethodSpec, task: TaskSpec, data_fingerprint: str, seed: int) -> str:

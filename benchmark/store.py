@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,14 +30,93 @@ from .contracts import UserError
 RESULT, CONFIG, ENV, ERROR = "result.json", "config.json", "env.json", "error.json"
 
 
+MAX_COMPONENT_BYTES = 160   # folder names from specs longer than this are shortened + hashed (limit is 255)
+
+
 def _safe(name: str) -> str:
-    """A path component from a canonical spec (keeps it readable; '/' cannot occur in specs)."""
-    return name.replace(os.sep, "_") or "_"
+    """A path component from a canonical spec (keeps it readable; '/' cannot occur in specs).
+
+    Names up to MAX_COMPONENT_BYTES are kept as they are (the folders of every normal spec); longer ones become
+    their first 100 characters + '~' + a hash of the whole, so no spec can exceed the file system's name limit."""
+    safe = name.replace(os.sep, "_") or "_"
+    if len(safe.encode()) <= MAX_COMPONENT_BYTES:
+        return safe
+    digest = hashlib.sha256(safe.encode()).hexdigest()[:16]
+    return safe.encode()[:100].decode(errors="ignore") + "~" + digest
+
+
+_WARNED: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One `warning: ...` line on stderr (once per message and process)."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    try:
+        from rich.text import Text
+
+        from .ui import err_console
+        err_console.print(Text.assemble(("warning", "yellow"), f" {message}"), soft_wrap=True, highlight=False)
+    except Exception:  # noqa: BLE001 - a warning must never fail the caller
+        sys.stderr.write(f"warning: {message}\n")
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count of this process (recorded in config.json / env.json, never hashed)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
+# temp names that carry their writer's PID: `.name.<pid>.tmp` (atomic_write_text), `epoch-3.tmp<pid>`,
+# `.model.pt.tmp<pid>`, `features-....npz.<pid>.tmp.npz`
+_PID_TMP = re.compile(r"(?:\.tmp(\d+)$)|(?:\.(\d+)\.tmp(?:\.npz)?$)")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_tmp(*directories: Path, any_writer: bool = True) -> int:
+    """Remove temp files left by killed writers in `directories` (not recursive).
+
+    A temp name carrying a PID is removed when that process no longer exists; one without a PID only when
+    `any_writer` says the caller holds the lock every writer of these folders takes. Returns how many went."""
+    removed = 0
+    for directory in directories:
+        try:
+            entries = list(Path(directory).iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            name = path.name
+            match = _PID_TMP.search(name)
+            if not (match or (name.startswith(".") and name.endswith(".tmp"))):
+                continue
+            pid = next((int(g) for g in match.groups() if g), None) if match else None
+            if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
+                continue
+            if pid is None and not any_writer:
+                continue
+            if not path.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{os.getpid()}.tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -77,6 +160,20 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def try_lock(path: Path):
+    """A non-blocking exclusive lock: the open file (close it to release) or None when someone holds it."""
+    try:
+        fh = open(path, "a+")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
 _ENV_CACHE: dict | None = None
 
 
@@ -106,24 +203,78 @@ def environment() -> dict:
     return dict(_ENV_CACHE)
 
 
+def read_result(path: Path) -> tuple[dict | None, str | None]:
+    """(result, None) for a valid result.json, (None, reason) for a missing, unreadable or foreign one."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"unreadable ({type(exc).__name__}: {str(exc)[:120]})"
+    if not isinstance(data, dict):
+        return None, f"not a result (a JSON {type(data).__name__}, expected an object)"
+    missing = [k for k in ("method", "task", "seed", "metrics") if k not in data]
+    if missing:
+        return None, f"not a result (no {', '.join(missing)})"
+    if not isinstance(data["metrics"], dict) or not all(isinstance(v, dict) for v in data["metrics"].values()):
+        return None, "not a result (metrics is not {direction: {metric: value}})"
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
+        return None, f"not a result (seed {data['seed']!r} is not an integer)"
+    return data, None
+
+
 class Store:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"results path '{self.root}' exists and is not a directory")
 
+    def ensure(self) -> None:
+        """Create the store folder (a UserError naming it when that is impossible, e.g. under /proc)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test.", suffix=f".{os.getpid()}.tmp")
+            probe.close()
+        except OSError as exc:
+            raise UserError(f"--results '{self.root}' cannot be used as a result store: "
+                            f"{exc.strerror or type(exc).__name__}") from None
+
+    def sweep(self) -> int:
+        """Remove what killed processes left behind: half-generated worlds (`data/.<world>.*.tmp/`, when no one
+        holds that world's lock) and feature-cache temp files of dead PIDs. Cell and pretraining folders are swept
+        under their own locks when next used. Returns how many entries were removed."""
+        removed = 0
+        data = self.root / "data"
+        try:
+            partial = sorted(p for p in data.glob(".*.tmp") if p.is_dir())
+        except OSError:
+            partial = []
+        for path in partial:
+            world = path.name[1:].split(".")[0]
+            lock = try_lock(data / f".{world}.lock")
+            if lock is None:
+                continue   # being generated right now
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+            finally:
+                lock.close()
+        for folder in self.root.glob("features/*/*"):
+            removed += sweep_tmp(folder, any_writer=False)
+        return removed
+
     # cells -------------------------------------------------------------------------------------------
     def cell_dir(self, task: str, method: str, key: str) -> Path:
         return self.root / "cells" / _safe(task) / _safe(method) / key
 
     def load_result(self, task: str, method: str, key: str) -> dict | None:
+        """The cell's result, or None when it is missing; an unreadable or foreign result.json counts as missing
+        (with a one-line warning) so the cell is recomputed and the file replaced."""
         path = self.cell_dir(task, method, key) / RESULT
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except json.JSONDecodeError as exc:  # cannot happen with atomic writes; be loud if it does
-            raise UserError(f"corrupt result file {path}: {exc}") from exc
+        data, problem = read_result(path)
+        if problem:
+            warn(f"{path}: {problem}; treated as missing (recomputed)")
+        return data
 
     def write_result(self, cell_dir: Path, result: dict, config: dict, env: dict) -> None:
         """config and env first, result.json last: its presence is what marks the cell complete."""
@@ -136,20 +287,37 @@ class Store:
     def write_error(self, cell_dir: Path, error: dict) -> None:
         atomic_write_json(cell_dir / ERROR, error)
 
+    @contextlib.contextmanager
     def lock(self, cell_dir: Path):
-        return file_lock(cell_dir.parent / f".{cell_dir.name}.lock")
+        """The cell's lock. When bad input (a UserError) stops the cell before it wrote anything, the lock file
+        and the folders made for it are removed again, so a refused run leaves the store as it was."""
+        lock_path = cell_dir.parent / f".{cell_dir.name}.lock"
+        existed = lock_path.parent.exists()
+        try:
+            with file_lock(lock_path):
+                yield
+        except UserError:
+            if not cell_dir.exists():
+                with contextlib.suppress(OSError):
+                    lock_path.unlink()
+                if not existed:
+                    for folder in (cell_dir.parent, cell_dir.parent.parent):
+                        with contextlib.suppress(OSError):
+                            folder.rmdir()   # only when empty
+            raise
 
     def results(self) -> list[dict]:
-        """Every complete cell's result dict (with `_dir`), sorted by path for stable output."""
+        """Every valid cell result (with `_dir`), sorted by path for stable output; unreadable or foreign
+        result.json files are skipped with a one-line warning."""
         out = []
         cells = self.root / "cells"
         if not cells.exists():
             return out
         for path in sorted(cells.glob("*/*/*/" + RESULT)):
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise UserError(f"corrupt result file {path}: {exc}") from exc
+            data, problem = read_result(path)
+            if problem:
+                warn(f"skipping {path}: {problem}")
+                continue
             data["_dir"] = str(path.parent)
             out.append(data)
         return out
@@ -158,9 +326,13 @@ class Store:
         out = []
         for path in sorted((self.root / "cells").glob("*/*/*/" + ERROR)):
             if not (path.parent / RESULT).exists():
-                data = json.loads(path.read_text())
-                data["_dir"] = str(path.parent)
-                out.append(data)
+                try:
+                    data = json.loads(path.read_text())
+                except (OSError, UnicodeDecodeError, ValueError):
+                    continue
+                if isinstance(data, dict):
+                    data["_dir"] = str(path.parent)
+                    out.append(data)
         return out
 
     # pretraining cache -----------------------------------------------------------------------------

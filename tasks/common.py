@@ -113,10 +113,15 @@ class FeatureCache:
     def _load(path, idx) -> Encoded | None:
         if not path.exists():
             return None
-        with np.load(path) as data:
-            if not np.array_equal(data["idx"], idx):   # written for another split definition: recompute
-                return None
-            return Encoded(data["x"], data["valid"])
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if not np.array_equal(data["idx"], idx):   # written for another split definition: recompute
+                    return None
+                return Encoded(data["x"], data["valid"])
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign cache file: rebuild it
+            from benchmark.store import warn
+            warn(f"{path}: unreadable feature cache ({type(exc).__name__}: {str(exc)[:100]}); rebuilt")
+            return None
 
     @staticmethod
     def _save(path, idx, encoded: Encoded) -> None:

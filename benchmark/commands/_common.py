@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from .. import runner
+from .. import spec as specs
 from ..contracts import UserError
 from ..store import Store
 from ..ui import CellProgress, console, err_console, metrics_table
@@ -41,10 +42,26 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", metavar="i/n", help="run only every n-th cell starting at i (sorted cell list)")
 
 
-def options_from(args, profile_default: str = "default") -> runner.Options:
+def check_world_args(args) -> None:
+    """Plain range checks of the shared options (before anything is generated or planned)."""
+    if args.world_seed is not None and not 0 <= args.world_seed <= 2**32 - 1:
+        raise UserError(f"--world-seed must be in [0, {2**32 - 1}], got {args.world_seed}")
+    if args.threads is not None and not 0 <= args.threads <= 1024:
+        raise UserError(f"--threads must be in [0, 1024] (0 = automatic), got {args.threads}")
+    if args.seeds is not None:
+        specs.check_seeds(args.seeds)
+    if getattr(args, "data", None):
+        data = Path(args.data)
+        if not data.is_dir():
+            raise UserError(f"--data '{data}' is not a directory (expected a folder of native .h5 files)")
     results = Path(args.results)
     if results.exists() and not results.is_dir():
         raise UserError(f"--results '{results}' is not a directory")
+
+
+def options_from(args, profile_default: str = "default") -> runner.Options:
+    check_world_args(args)
+    results = Path(args.results)
     world = runner.WorldChoice(profile=None if args.data else (args.profile or profile_default), data=args.data,
                                world_seed=args.world_seed, cache_root=str(results / "data"))
     return runner.Options(threads=args.threads, overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world)
@@ -56,11 +73,15 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
     Returns (outcomes, exit code) and prints a summary naming every failed or missing cell."""
     options = options_from(args, profile_default)
     store = Store(args.results)
-    if args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
-    # validate every spec before generating data (cheap, and a typo should not wait for a world)
+    if not 1 <= args.workers <= 256:
+        raise UserError(f"--workers must be in [1, 256], got {args.workers}")
+    # validate every spec, option range, seed and the shard before generating data (a typo should not wait for a
+    # world, and a refused run writes nothing)
     unkeyed = planner(None)
     runner.check_precisions(unkeyed, runner.resolve_device(options.device))
+    runner.shard([], args.shard)
+    store.ensure()
+    store.sweep()
     if runner.needs_world(unkeyed):
         with CellProgress(None, quiet=options.quiet) as gen:
             world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)
@@ -98,3 +119,20 @@ def print_results(outcomes) -> None:
             if note:
                 console.print(f"  [dim]pretrain: {note}[/]" if o.status == "ran" else
                               "  [dim]pretrain: (cell served from cache)[/]")
+
+
+def read_store(results: str, world: str | None, what: str = "results"):
+    """The valid results of a store a read command uses (UserError when the folder or the world does not exist)."""
+    root = Path(results)
+    if not root.is_dir():
+        raise UserError(f"--results '{root}' is not a directory (run `python -m benchmark grid ...` first)")
+    found = Store(root).results()
+    if world is not None:
+        worlds = sorted({str(r.get("world")) for r in found if r.get("world") is not None})
+        if world not in worlds:
+            import difflib
+            close = difflib.get_close_matches(world, worlds, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(f"--world '{world}': no results of that world in {root}{hint} "
+                            f"(worlds there: {', '.join(worlds) or 'none'})")
+    return found

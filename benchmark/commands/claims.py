@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import claims
-from ..contracts import UserError
-from ..store import Store
 from ..ui import console, err_console
+from ._common import read_store
 
 
 def add_parser(sub) -> None:
@@ -23,9 +22,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     results_dir = Path(args.results)
-    if not results_dir.is_dir():
-        raise UserError(f"--results '{results_dir}' is not a directory (run `python -m benchmark grid ...` first)")
-    found, index = claims.evaluate(Store(results_dir).results(), world=args.world)
+    found, index = claims.evaluate(read_store(args.results, args.world), world=args.world)
     console.print(claims.to_rich(found, index))
     console.print("Rules (a REL b, d = a − b paired by seed):", highlight=False)
     for rel, rule in claims.RULES.items():

@@ -37,26 +37,40 @@ def main(args) -> int:
     options = options_from(args)
     device = runner.resolve_device(options.device)
     methods = [specs.parse_method(text) for text in args.method]
+    seeds = specs.check_seeds(args.seeds or [0])
     for method in methods:
+        specs.validate_method(method)
         only = method.base.entry.extra.get("only_tasks")
         if only:
             raise UserError(f"method '{method.base.name}' is trained inside task(s) {', '.join(only)}; "
                             f"it has no separate pretraining")
-    cells = [runner.Cell(method, None, seed) for method in methods for seed in (args.seeds or [0])]
+    cells = [runner.Cell(method, None, seed) for method in methods for seed in seeds]
     runner.check_precisions(cells, device)
     runner.set_threads(options.threads or runner.default_threads())
     store = Store(args.results)
-    rows = []
+    store.ensure()
+    store.sweep()
+    rows, failure = [], None
     with CellProgress(None, quiet=options.quiet, title="pretrain") as ui:
         world = options.world.open(progress=ui.inner)
         ctx = runner.make_context(options, progress=ui.inner, log=ui.log)
         for cell in cells:
             ctx.notes = {}
             t0 = time.perf_counter()
-            _, key = runner.get_pretrained(cell, world, store, ctx)
+            try:
+                _, key = runner.get_pretrained(cell, world, store, ctx)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a method that cannot train: one line, not a traceback
+                failure = (f"pretraining {cell.method.pretrain_canonical()} (seed {cell.seed}) failed: "
+                           f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                break
             rows.append({"method": cell.method.pretrain_canonical(), "seed": cell.seed, "key": key,
                          "status": "trained" if "pretrain_s" in ctx.notes else "cached",
                          "seconds": round(time.perf_counter() - t0, 3), "clips": len(world.corpus())})
+    if failure:
+        sys.stderr.write(f"error: {failure}\n")
+        return 1
     report = {"world": options.world.label, "device": device, "rows": rows, "peak_rss_mb": round(peak_rss_mb(), 1)}
     for row in rows:
         console.print(f"{row['method']} seed {row['seed']}: {row['status']} ({row['key']}) in {row['seconds']:.1f}s "

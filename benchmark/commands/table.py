@@ -4,12 +4,16 @@ Never trains: cells the store lacks are listed in a warning block (and in `<name
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .. import tables
 from ..contracts import UserError
-from ..store import Store
+from ..spec import check_seeds
 from ..ui import console, err_console
+from ._common import read_store
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
 
 def add_parser(sub) -> None:
@@ -37,10 +41,14 @@ def main(args) -> int:
     if not names:
         raise UserError("no grid with a 'table:' section found in benchmark/grids")
     specs = [tables.load_table(n) for n in names]  # validate all before writing anything
+    for spec in specs:   # the name becomes file names under --out: never a path
+        if not SAFE_NAME.match(str(spec.name)) or spec.name in (".", ".."):
+            raise UserError(f"table name {spec.name!r} must be letters, digits, '_', '-' or '.' (it names the "
+                            f"files written under --out)"[:300])
+    if args.seeds is not None:
+        check_seeds(args.seeds)
     results_dir = Path(args.results)
-    if not results_dir.is_dir():
-        raise UserError(f"--results '{results_dir}' is not a directory (run `python -m benchmark grid ...` first)")
-    results = Store(results_dir).results()
+    results = read_store(args.results, args.world)
     out = Path(args.out) if args.out else results_dir / "tables"
     any_missing = False
     for spec in specs:

@@ -60,12 +60,36 @@ def fix_length(x: np.ndarray, seconds: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], seconds - len(x), axis=0)])
 
 
+MAX_SECONDS = 3600
+
+
+def check_import_args(seconds: int, split_fractions: Sequence[float] | None = None, out=None) -> None:
+    """What can be refused before any input file is read."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_SECONDS:
+        raise UserError(f"--seconds must be an integer in [1, {MAX_SECONDS}], got {seconds!r}")
+    if split_fractions is not None:
+        fractions = list(split_fractions)
+        if (len(fractions) != 3 or not all(np.isfinite(fractions)) or min(fractions) < 0
+                or abs(sum(fractions) - 1) > 1e-6):
+            raise UserError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    if out is not None:
+        out = Path(out)
+        if out.is_dir():
+            raise UserError(f"--out '{out}' is a directory (expected the .h5 file to write)")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise UserError(f"--out '{out}': '{out.parent}' is not a directory")
+
+
 def read_names(path: str | Path) -> list[str]:
     """One class name per line (AVE/AVVP `*_Categories.txt`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: class list not found")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: duplicate class names")
     return names
@@ -178,7 +202,11 @@ def _ave_names(root: Path, classes, clip: np.ndarray, n_classes: int) -> list[st
     ann = root / "Annotations.txt"
     if not ann.is_file():
         return [f"class_{i:02d}" for i in range(n_classes)]
-    lines = [ln for ln in ann.read_text().splitlines() if ln.strip()]
+    try:
+        ann_text = ann.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{ann}: not UTF-8 text (byte {exc.start})") from None
+    lines = [ln for ln in ann_text.splitlines() if ln.strip()]
     if lines and lines[0].lower().startswith("category&"):
         lines = lines[1:]
     if len(lines) != len(clip):
@@ -192,10 +220,35 @@ def _ave_names(root: Path, classes, clip: np.ndarray, n_classes: int) -> list[st
 
 
 # --------------------------------------------------------------------------- CMG-style zipped pickles
+_NUMPY_GLOBALS = {(prefix + mod, name) for prefix in ("numpy.core.", "numpy._core.")
+                  for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"),
+                                    ("numeric", "_frombuffer"))} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays (and plain lists / numbers) and nothing else: any other global a
+    pickle names — `os.system`, `builtins.eval`, a class of some library — is refused before it is looked up, so a
+    crafted file cannot run code (plain `pickle.load` would call whatever the file names)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        if module.startswith("numpy.dtypes") and name.endswith("DType"):   # numpy >= 2 dtype classes
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load '{module}.{name}' (only numpy arrays are accepted; "
+                                     f"convert other pickles to .npy)")
+
+
+def load_array_pickle(raw: bytes):
+    """A numpy array (or nested numeric lists) from pickle bytes, through `ArrayUnpickler` (never runs code)."""
+    return ArrayUnpickler(io.BytesIO(raw)).load()
+
+
 class PickleZips:
     """Per-clip feature arrays: a folder of `<id>.zip` (each holding one pickled array) or one `.zip` of `<id>.pkl`.
 
-    Pickles can run code: import only files you trust (the same holds for the original loaders)."""
+    Members are unpickled by `ArrayUnpickler`, which rebuilds numpy arrays only: a pickle naming any other
+    global is refused (one error line) instead of running it. `.npy` members are read with allow_pickle=False."""
 
     def __init__(self, path: str | Path, modality: str):
         self.path, self.modality = Path(path), modality
@@ -238,15 +291,23 @@ class PickleZips:
                     if len(members) != 1:
                         raise UserError(f"{where}: expected one pickled array, found {len(members)} members")
                     raw, label = z.read(members[0]), f"{where}:{members[0]}"
-            array = pickle.load(io.BytesIO(raw))
+            if raw[:6] == b"\x93NUMPY":   # a .npy member
+                array = np.load(io.BytesIO(raw), allow_pickle=False)
+            else:
+                array = load_array_pickle(raw)
         except UserError:
             raise
         except Exception as exc:  # a corrupt zip or pickle: one line, never a traceback
             raise UserError(f"{where}: unreadable {self.modality} features ({type(exc).__name__}: {exc})") from None
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except (ValueError, TypeError) as exc:   # ragged lists and the like
+            raise UserError(f"{label}: expected a numeric array [T, ...] ({type(exc).__name__}: {exc})") from None
         if array.dtype.kind not in "fiu" or array.ndim < 2:
             raise UserError(f"{label}: expected a numeric array [T, ...], found dtype {array.dtype} "
                             f"shape {list(array.shape)}")
+        if array.shape[0] == 0 or 0 in array.shape:
+            raise UserError(f"{label}: expected a non-empty array [T, ...], found shape {list(array.shape)}")
         return array
 
     def close(self):
@@ -292,6 +353,7 @@ def import_cmg(csv_path: str | Path, out: str | Path, audio=None, video=None, te
                progress=None) -> Path:
     """CSV `category,video_id[,split]` + per-clip pickles -> native file with labels/all (event over the whole
     clip, as the UCF/VGG loaders assume) and labels/clip."""
+    check_import_args(seconds, split_fractions, out)
     csv_path = Path(csv_path)
     rows = _read_csv(csv_path, ",", ("category", "video_id"))
     cats = [r["category"] for r in rows]
@@ -341,15 +403,26 @@ def import_cmg(csv_path: str | Path, out: str | Path, audio=None, video=None, te
 def _read_csv(path: Path, delimiter: str, required: Sequence[str]) -> list[dict[str, str]]:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    if "\x00" in text:
+        raise UserError(f"{path}: contains NUL bytes (not a text CSV)")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in required if c not in header]
         if missing:
             sep = "tab" if delimiter == "\t" else repr(delimiter)
             raise UserError(f"{path}: missing column(s) {', '.join(missing)} ({sep}-separated; found: "
                             f"{', '.join(header) or 'no header'})")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        rows = [{(k or "").strip(): (v if isinstance(v, str) else "").strip() for k, v in row.items()}
+                for row in reader]
+    except csv.Error as exc:
+        raise UserError(f"{path}: malformed CSV: {exc}") from None
     if not rows:
         raise UserError(f"{path}: no rows")
     return rows
@@ -380,6 +453,7 @@ def import_avvp(audio_csv, visual_csv, out, audio=None, video=None, classes=None
                 skip_missing: bool = False, split_fractions: Sequence[float] = SPLIT_FRACTIONS, split_seed: int = 0,
                 video_dtype: str = "float32", progress=None) -> Path:
     """Audio and visual annotations -> labels/audio, labels/video `[N,T,C+1]` (background column where no event)."""
+    check_import_args(seconds, split_fractions, out)
     ann = {"audio": (Path(audio_csv), parse_avvp_events(Path(audio_csv), seconds)),
            "video": (Path(visual_csv), parse_avvp_events(Path(visual_csv), seconds))}
     files = list(dict.fromkeys([*ann["audio"][1], *ann["video"][1]]))

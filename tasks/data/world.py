@@ -64,13 +64,18 @@ class H5Corpus:
 
 
 class LocalWorld:
-    """`contracts.World` over a directory of `<name>.h5` files (synthetic or the user's own)."""
+    """`contracts.World` over a directory of `<name>.h5` files (synthetic or the user's own).
 
-    def __init__(self, root: str | Path):
+    With `scan_cache` (a folder; the runner passes `<results>/data/.scanned`) every file is fully checked for
+    NaN/Inf when first opened, once per file fingerprint (a marker `<fingerprint>.ok` records the pass); without
+    it opening only samples clips (what `data info` does)."""
+
+    def __init__(self, root: str | Path, scan_cache: str | Path | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"world '{self.root}' is not a directory (expected a folder of native .h5 files)")
         self._files: dict[str, FeatureFile] = {}
+        self.scan_cache = Path(scan_cache) if scan_cache is not None else None
 
     def __repr__(self):
         return f"LocalWorld({self.root})"
@@ -84,8 +89,26 @@ class LocalWorld:
             if not path.is_file():
                 have = ", ".join(self.names()) or "none"
                 raise UserError(f"world '{self.root}' has no {name}.h5 (has: {have})")
-            self._files[name] = FeatureFile(path)
+            ff = FeatureFile(path)
+            if self.scan_cache is not None:
+                try:
+                    self._scan(ff)
+                except BaseException:
+                    ff.close()
+                    raise
+            self._files[name] = ff
         return self._files[name]
+
+    def _scan(self, ff: FeatureFile) -> None:
+        marker = self.scan_cache / f"{ff.fingerprint}.ok"
+        if marker.exists():
+            return
+        ff.scan()   # UserError naming the file, the modality and the first bad clip
+        try:
+            self.scan_cache.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{ff.path}\n")
+        except OSError:   # a read-only store only costs a rescan next time
+            pass
 
     def fingerprint(self, names: Iterable[str]) -> str:
         h = hashlib.sha256(b"unibench-world")
@@ -102,8 +125,8 @@ class LocalWorld:
         self._files.clear()
 
 
-def open_world(root: str | Path) -> LocalWorld:
-    return LocalWorld(root)
+def open_world(root: str | Path, scan_cache: str | Path | None = None) -> LocalWorld:
+    return LocalWorld(root, scan_cache=scan_cache)
 
 
 def ensure_world(profile: str, seed: int, cache_root: str | Path,
@@ -124,6 +147,9 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
     with file_lock(cache_root / f".{root.name}.lock"):
         if (root / COMPLETE).exists():
             return root
+        for stale in cache_root.glob(f".{root.name}.*.tmp"):   # a killed generator's half world (we hold the lock)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{root.name}.", suffix=".tmp"))
         try:
             synthesize(profile, seed, tmp, progress=progress)
