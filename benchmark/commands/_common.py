@@ -13,16 +13,27 @@ from ..ui import CellProgress, console, err_console, metrics_table
 PROFILES = ("smoke", "default", "paper")
 
 
+def cli_int(text: str) -> int:
+    """argparse type for integers: at most 30 digits (int() of a 5000-digit string raises inside argparse)."""
+    text = text.strip()
+    if len(text) > 30:
+        raise argparse.ArgumentTypeError(f"invalid int value: '{text[:12]}...' ({len(text)} characters)")
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
 def add_world_options(p: argparse.ArgumentParser) -> None:
     """Where the data and the store are, seeds, device, threads, quiet: what every computing command takes."""
     world = p.add_mutually_exclusive_group()
     world.add_argument("--profile", choices=PROFILES, default=None,
                        help="synthetic world (generated once and cached; default: default)")
     world.add_argument("--data", metavar="DIR", help="folder of native feature files (pretrain.h5, ave.h5, ...)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world generator")
+    p.add_argument("--world-seed", type=cli_int, default=0, help="seed of the synthetic world generator")
     p.add_argument("--results", default="results", metavar="DIR", help="result store (default results/)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S", help="seeds (a grid axis)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--seeds", type=cli_int, nargs="+", default=None, metavar="S", help="seeds (a grid axis)")
+    p.add_argument("--threads", type=cli_int, default=0,
                    help="torch threads per process (0 = cores for local, cores/workers for pool/ray)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (never hashed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -32,7 +43,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_world_options(p)
     p.add_argument("--overwrite", choices=runner.OVERWRITE, default="only-missing")
     p.add_argument("--executor", choices=("local", "pool", "ray", "slurm"), default="local")
-    p.add_argument("--workers", type=int, default=2, help="processes for --executor pool")
+    p.add_argument("--workers", type=cli_int, default=2, help="processes for --executor pool")
     p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local one)")
     p.add_argument("--slurm-partition", help="Slurm partition for --executor slurm")
     p.add_argument("--slurm-time", type=int, default=60, help="minutes per Slurm job")

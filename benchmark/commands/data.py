@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..contracts import UserError
 from ..ui import console, err_console
-from ._common import PROFILES
+from ._common import PROFILES, cli_int
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
     s = dsub.add_parser("synth", help="write a synthetic world (one .h5 per dataset)")
     s.add_argument("--profile", choices=PROFILES, default="default")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=cli_int, default=0)
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--only", metavar="NAMES", help="comma list of datasets (default: all), e.g. pretrain,ave")
     s.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
@@ -66,11 +66,11 @@ def _common_import(p, zips: bool = False) -> None:
     if zips:
         p.add_argument("--audio", metavar="DIR|ZIP", help="folder of <id>.zip (one pickled array each) or one .zip")
         p.add_argument("--video", metavar="DIR|ZIP", help="folder of <id>.zip (one pickled array each) or one .zip")
-        p.add_argument("--seconds", type=int, default=10, help="pad (repeat last row) / truncate clips to T")
+        p.add_argument("--seconds", type=cli_int, default=10, help="pad (repeat last row) / truncate clips to T")
         p.add_argument("--skip-missing", action="store_true", help="drop clips without features instead of failing")
         p.add_argument("--split-fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar="F",
                        help="train/val/test fractions when the input has no split")
-        p.add_argument("--split-seed", type=int, default=0)
+        p.add_argument("--split-seed", type=cli_int, default=0)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from .. import tables
 from ..contracts import UserError
 from ..spec import check_seeds
 from ..ui import console, err_console
-from ._common import read_store
+from ._common import cli_int, read_store
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--results", default="results", metavar="DIR", help="result store (default results/)")
     p.add_argument("--out", metavar="DIR", help="where files go (default <results>/tables)")
     p.add_argument("--world", help="world label to use when the store holds several (e.g. default-s0)")
-    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="seeds to use (default: the grid's seeds)")
+    p.add_argument("--seeds", type=cli_int, nargs="+", metavar="S", help="seeds to use (default: the grid's seeds)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any cell is missing")
     p.set_defaults(func=main)
 

@@ -16,6 +16,15 @@ from .native import FeatureFile
 
 CORPUS_NAME = "pretrain"
 COMPLETE = ".complete"
+_SPLITS3 = ("split/train", "split/val", "split/test")
+# what the tasks read from each dataset file beyond its features (checked when a run opens the file, so a folder
+# that lacks one fails before any cell starts instead of inside it)
+REQUIRED = {
+    "ave": ("labels/clip", "labels/all", *_SPLITS3),
+    "avvp": ("labels/audio", "labels/video", *_SPLITS3),
+    "ucf": ("labels/clip", *_SPLITS3),
+    "vgg": ("labels/clip", *_SPLITS3),
+}
 
 
 class H5Corpus:
@@ -92,12 +101,29 @@ class LocalWorld:
             ff = FeatureFile(path)
             if self.scan_cache is not None:
                 try:
+                    self._check_usable(name, ff)
                     self._scan(ff)
                 except BaseException:
                     ff.close()
                     raise
             self._files[name] = ff
         return self._files[name]
+
+    def _check_usable(self, name: str, ff: FeatureFile) -> None:
+        """Keys the tasks need, non-empty splits, and feature widths that match the pretraining corpus."""
+        for key in REQUIRED.get(name, ()):
+            if key not in ff.h5:
+                raise UserError(f"{ff.path}: missing '{key}' (the tasks reading {name}.h5 need it)")
+        for split in ff.split_names:
+            if len(ff.h5[f"split/{split}"]) == 0:
+                raise UserError(f"{ff.path}: split/{split} is empty (every split needs at least one clip)")
+        if name != CORPUS_NAME and (self.root / f"{CORPUS_NAME}.h5").is_file():
+            corpus = self.open(CORPUS_NAME)
+            for m in ff.modalities:
+                if m in corpus.modalities and ff.feature_shape(m)[1:] != corpus.feature_shape(m)[1:]:
+                    raise UserError(f"{ff.path}: {m} features are {list(ff.feature_shape(m)[1:])} per step, but "
+                                    f"{corpus.path.name} has {list(corpus.feature_shape(m)[1:])} (a model "
+                                    f"pretrained on one cannot encode the other)")
 
     def _scan(self, ff: FeatureFile) -> None:
         marker = self.scan_cache / f"{ff.fingerprint}.ok"
