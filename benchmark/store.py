@@ -301,7 +301,7 @@ class Store:
                 with contextlib.suppress(OSError):
                     lock_path.unlink()
                 if not existed:
-                    for folder in (cell_dir.parent, cell_dir.parent.parent):
+                    for folder in (cell_dir.parent, cell_dir.parent.parent, cell_dir.parent.parent.parent):
                         with contextlib.suppress(OSError):
                             folder.rmdir()   # only when empty
             raise

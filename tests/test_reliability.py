@@ -301,6 +301,16 @@ def test_bad_data_folder_ends_in_one_line_before_work(case, world, tmp_path, cap
     assert not list(store.glob("cells/**/*")) and not list(store.glob("pretrain/**/*"))
 
 
+def test_user_error_inside_a_cell_is_one_line_exit_2_without_error_json(world, tmp_path, capsys):
+    root = copy_world(world, tmp_path / "w")
+    _edit(root / "ave.h5", lambda f: f.__delitem__("video"))   # tinytask reads ave video: found inside the cell
+    store = tmp_path / "store"
+    code, err = cli(capsys, "run", "--method", "tinymethod", "--task", "tinytask", "--data", root,
+                    "--results", store, "-q")
+    assert_one_error(code, err, "no 'video' features")
+    assert not (store / "cells").exists()      # no error.json, no lock file, no empty folders
+
+
 def test_pretrain_with_nan_corpus_is_one_line(world, tmp_path, capsys):
     root = copy_world(world, tmp_path / "w")
     _edit(root / "pretrain.h5", _nan_in_unsampled_clip)

@@ -52,7 +52,7 @@ def _spec_list(value, where: str, what: str) -> list[str]:
     for item in value:
         if not isinstance(item, str) or not item.strip():
             raise UserError(f"{where}: '{what}' entries must be spec strings, got {item!r}"[:300])
-        specs.parse_method(item) if what == "methods" else specs.parse_task(item)
+        specs._check_text(item, what[:-1])   # resolved against the registry when the grid is planned
     return value
 
 
