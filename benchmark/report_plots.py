@@ -196,6 +196,32 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
     return save_png(fig, path)
 
 
+def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], directions: Sequence[str],
+                       path: Path, chosen: int | None = None) -> Path:
+    """Budget study: one panel per direction, AVE accuracy (mean ± 95 % CI) against pretraining epochs, one
+    line per method, chance as a dotted line and the chosen default as a vertical line."""
+    fig = _figure(4.2 * len(directions), 3.4)
+    axes = fig.subplots(1, len(directions), sharey=True, squeeze=False)[0]
+    for ax, d in zip(axes, directions):
+        for m in methods:
+            pts = [(b, points[(m, b, d)].summary) for b in sorted(budgets) if (m, b, d) in points]
+            if not pts:
+                continue
+            ax.errorbar([b for b, _ in pts], [s.mean for _, s in pts],
+                        yerr=[s.half_width if s.ci_defined else 0.0 for _, s in pts], marker="o", capsize=3,
+                        label=m)
+        ax.axhline(100 / 28, ls=":", color="grey", label="chance")
+        if chosen:
+            ax.axvline(chosen, ls="--", color="black", lw=0.8, label=f"default ({chosen})")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(budgets), [str(b) for b in sorted(budgets)])
+        ax.set_xlabel("pretraining epochs")
+        ax.set_title(f"AVE {d.replace('->', '→')}", fontsize=10)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_png(fig, path)
+
+
 # --------------------------------------------------------------------------- everything at once
 def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = None,
                         world: str | None = None) -> tuple[list[Path], list[str]]:

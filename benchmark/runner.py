@@ -165,8 +165,10 @@ def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
 _MEMORY: dict[str, Any] = {}  # pretrain key -> Pretrained, so N tasks in one process reuse one model
 
 
-def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext):
-    """Load the cached pretraining for (method cfg, corpus, seed) or train it once (locked across processes)."""
+def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints: Path | None = None):
+    """Load the cached pretraining for (method cfg, corpus, seed) or train it once (locked across processes).
+    `checkpoints`: a checkpoint folder shared by several budgets of one run (the budget study); default: the
+    entry's own."""
     corpus = world.corpus()
     key = specs.pretrain_key(cell.method, corpus.fingerprint, cell.seed)
     method = cell.method.base.entry.load()
@@ -190,7 +192,7 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext):
         if pretrained is None:
             ctx.log(f"pretraining {cell.method.pretrain_canonical()} (seed {cell.seed}) -> {directory}")
             seed_everything(cell.seed)
-            ctx.pretrain_dir = directory / "checkpoints"
+            ctx.pretrain_dir = checkpoints or directory / "checkpoints"
             t0 = time.perf_counter()
             pretrained = method.pretrain(corpus, cfg, cell.seed, ctx)
             seconds = time.perf_counter() - t0

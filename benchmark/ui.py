@@ -5,7 +5,8 @@ import sys
 from typing import Iterable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 console = Console(stderr=False)
@@ -23,7 +24,8 @@ class CellProgress:
         self.progress = None
         if not quiet:
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                                     TimeRemainingColumn(), console=err_console,
                                      transient=False, refresh_per_second=4)
             self.task = self.progress.add_task(self._describe(""), total=total) if total is not None else None
 
@@ -52,6 +54,12 @@ class CellProgress:
             self.progress.update(self.task, advance=1, description=self._describe(""))
         if outcome.status == "failed":
             self.log(f"[red]failed[/] {outcome.cell.label}: {outcome.error}")
+
+    def advance(self, label: str = "") -> None:
+        """One unit of work that is not a cell (e.g. a budget-study training chain) finished."""
+        self.counts["ran"] += 1
+        if self.progress and self.task is not None:
+            self.progress.update(self.task, advance=1, description=self._describe(label))
 
     def log(self, message: str) -> None:
         if self.quiet:

@@ -23,7 +23,7 @@ from benchmark.contracts import Method, Pretrained, RunContext, UserError
 
 from .quantizers import parse_fsq_levels
 from .precision import DTYPES, autocast, check_device
-from .trainer import TrainConfig, TrainResult, train
+from .trainer import TrainConfig, TrainResult, train, training_summary
 
 MODALITY_ORDER = ("audio", "video", "text")   # the released sequential MM-EMA order (a, then v, then t)
 
@@ -267,8 +267,7 @@ class CodebookPretrained(Pretrained):
                 modes[m].append(_clip_modes(idx[..., 0], sizes[0]))
         summary = summarize_codes(counts, {m: np.concatenate(v) for m, v in modes.items()})
         if self.history:     # losses only: wall time differs between identical runs
-            summary["training"] = {"epochs": len(self.history),
-                                   "final_losses": {k: v for k, v in self.history[-1].items() if k != "seconds"}}
+            summary["training"] = training_summary(self.history)
         self._diagnostics = summary
         return summary
 

@@ -39,7 +39,7 @@ class CMCMModel(BranchedModel):
         if self.recon:
             for m in self.modalities:
                 losses[f"recon_{m}"] = F.mse_loss(self.branches[m].decode(out.quantized[m], None), feats[m])
-        losses["cmcm"] = cmcm_loss({m: self.quantizer.distance_logits(z[m]) for m in self.modalities})
+        losses["cmcm"] = cmcm_loss({m: self.quantizer.cmcm_logits(z[m]) for m in self.modalities})
         return losses
 
 

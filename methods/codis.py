@@ -42,7 +42,7 @@ from .trainer import Step
 
 CODIS_SCALES = {
     "paper": {**SCALES["paper"], "momentum": 0.995},
-    "default": {**SCALES["default"], "momentum": 0.99, "epochs": 4, "batch_size": 128},
+    "default": {**SCALES["default"], "momentum": 0.99},
 }
 
 

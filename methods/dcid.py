@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .alignment import cmcm_loss
+from .alignment import cmcm_loss, cmcm_scale
 from .base import CodebookMethod, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import CLUB, CrossCPC
@@ -29,8 +29,10 @@ def quantizer_from_settings(modalities, s: Mapping[str, Any], *, mm_ema: bool, c
     if s["quantizer"] in ("vq", "rvq"):
         ema = dict(decay=s["decay"], beta=s["beta"], self_weight=0.5 if mm_ema else 1.0,
                    dead_after=s["dead_after"], cross_commitment=cross_commitment)
-    return build_quantizer(s["quantizer"], modalities, codebook_size=s["codebook_size"], code_dim=s["code_dim"],
-                           levels=s["levels"], **ema)
+    quantizer = build_quantizer(s["quantizer"], modalities, codebook_size=s["codebook_size"],
+                                code_dim=s["code_dim"], levels=s["levels"], **ema)
+    quantizer.logit_scale = cmcm_scale(s)
+    return quantizer
 
 
 class DCIDModel(BranchedModel):
@@ -83,7 +85,7 @@ class DCIDModel(BranchedModel):
         if self.cpc is not None:
             losses["cpc"] = self.cpc(z, generator)
         if self.use_cmcm:
-            losses["cmcm"] = cmcm_loss({m: self.quantizer.distance_logits(z[m]) for m in self.modalities})
+            losses["cmcm"] = cmcm_loss({m: self.quantizer.cmcm_logits(z[m]) for m in self.modalities})
         return losses
 
 

@@ -43,7 +43,7 @@ FCCID_SCALES = {
     # the released FCID: 1 transformer layer, CLUB hidden 256, 2-layer CPC LSTMs, 4 epochs (checkpoint at step 2000)
     "paper": {**SCALES["paper"], "quantizer": "vq", "layers": 1, "club_hidden": 256, "epochs": 4, "mi_steps": 5,
               "text_lstm": False},
-    "default": {**SCALES["default"], "quantizer": "vq", "epochs": 4, "batch_size": 128, "mi_steps": 5,
+    "default": {**SCALES["default"], "quantizer": "vq", "mi_steps": 5,
                 "text_lstm": False},
 }
 
@@ -126,7 +126,7 @@ class FCCIDModel(nn.Module):
             losses["nce"] = (info_nce(c["video"], c["text"], self.nce_tau)
                              + info_nce(c["audio"], c["text"], self.nce_tau))
         if self.use_cmcm:
-            losses["cmcm"] = cmcm_loss({m: self.quantizer.distance_logits(c[m][:, None]) for m in self.modalities})
+            losses["cmcm"] = cmcm_loss({m: self.quantizer.cmcm_logits(c[m][:, None]) for m in self.modalities})
         return losses
 
 

@@ -95,6 +95,13 @@ class Quantizer(nn.Module):
     def distance_logits(self, z: Tensor) -> Tensor:
         raise NotImplementedError
 
+    logit_scale: float = 1.0     # CMCM sharpness; set from the method's settings (`alignment.cmcm_scale`)
+
+    def cmcm_logits(self, z: Tensor) -> Tensor:
+        """The logits CMCM's soft assignment uses: `distance_logits` × `logit_scale`."""
+        logits = self.distance_logits(z)
+        return logits * self.logit_scale if self.logit_scale != 1.0 else logits
+
 
 class MultiModalEMAQuantizer(Quantizer):
     """Shared codebook `[L, D]` with EMA updates, multi-modal EMA, cross commitment and dead-code reset.

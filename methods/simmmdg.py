@@ -35,6 +35,7 @@ from benchmark.contracts import RunContext, UserError
 
 from .base import SCALES, CodebookMethod, CodebookPretrained, canonical_modalities
 from .encoders import ModalityBranch
+from .trainer import training_summary
 from .mutual_info import mlp
 from .precision import autocast
 from .trainer import Step
@@ -44,8 +45,7 @@ LABEL_MODES = ("auto", "clip", "instance")
 
 SIMMMDG_SCALES = {
     "paper": {**SCALES["paper"], "proj_dims": [2048, 2048, 128], "trans_hidden": 2048},
-    "default": {**SCALES["default"], "proj_dims": [128, 128, 64], "trans_hidden": 128, "epochs": 4,
-                "batch_size": 128},
+    "default": {**SCALES["default"], "proj_dims": [128, 128, 64], "trans_hidden": 128},
 }
 
 
@@ -242,7 +242,7 @@ class ContinuousPretrained(CodebookPretrained):
                "in_batch_retrieval_r1": {k: 100.0 * v / max(clips, 1) for k, v in hits.items()},
                "labels": self.settings.get("labels"), "clips": clips}
         if self.history:
-            out["training"] = {"epochs": len(self.history), "final_losses": self.history[-1]}
+            out["training"] = training_summary(self.history)
         self._diagnostics = out
         return out
 

@@ -39,7 +39,7 @@ from .turn import ConcatCodebooks, ConcatPretrained
 INFERENCE_ONLY = ("only1",)     # options that never change pretraining (excluded from the resume tag)
 SRCID_SCALES = {
     "paper": {**SCALES["paper"], "quantizer": "vq", "epochs": 5, "warm_epoch": 3, "mi_steps": 5},
-    "default": {**SCALES["default"], "quantizer": "vq", "epochs": 4, "warm_epoch": 2, "batch_size": 128,
+    "default": {**SCALES["default"], "quantizer": "vq", "warm_epoch": 2,
                 "mi_steps": 5},
 }
 

@@ -36,7 +36,7 @@ from .trainer import Step
 
 TURN_SCALES = {
     "paper": dict(SCALES["paper"]),
-    "default": {**SCALES["default"], "epochs": 4, "batch_size": 128},
+    "default": {**SCALES["default"]},
 }
 
 

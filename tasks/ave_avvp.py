@@ -5,7 +5,8 @@ the label space. The per-second head (as in `avvp`) is trained on the AVE clips 
 modality, train split; selection on their val split) with `labels/all` restricted to the shared columns, and
 tested on the AVVP test clips with at least one shared-class event in either modality, with the target
 modality's labels restricted the same way; a second with no shared event is background. Metric: segment-level
-micro F1 % (background excluded); `protocol=reference`: the released metric at the epoch of best test F1.
+micro F1 % (background excluded) at the source-val threshold, with mAP and floors, trained and selected as in
+`avvp` (positive weight, selection on the tuned val F1); `protocol=reference`: the released metric at the epoch of best test F1.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def restrict(frames: np.ndarray, columns: list[int]) -> np.ndarray:
 class AVEtoAVVP(Task):
     datasets = ("ave", "avvp")
     main_metric = "f1"
-    higher_is_better = {"f1": True, "precision": True, "recall": True}
+    higher_is_better = {"f1": True, "precision": True, "recall": True, "mAP": True}
     reference_select = "f1"   # ave_avvp.sh keeps the epoch of best F1
 
     def validate(self, cfg):
@@ -49,7 +50,8 @@ class AVEtoAVVP(Task):
         test = avvp.split("test")
         test_keep = (avvp_frames["audio"][test, :, :-1].any((1, 2)) | avvp_frames["video"][test, :, :-1].any((1, 2)))
         cache = FeatureCache(pretrained, ctx)
-        problem = event_detection(len(shared) + 1, cfg["protocol"], cfg["batch_size"], self.reference_select)
+        problem = event_detection(len(shared) + 1, cfg["protocol"], cfg["batch_size"], self.reference_select,
+                                  cfg["pos_weight"] == "balanced", cfg["threshold"])
 
         def source(modality, split):
             idx = ave.split(split)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, average_precision_score
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -25,12 +25,69 @@ def segment_prf(y_true: np.ndarray, y_pred: np.ndarray, exclude_background: bool
     released scripts keep it; see `reference_prf`). Micro averaging pools all decisions, so frequent classes
     weigh more, as in the AVVP segment-level F-score that counts true/false positives per second.
     """
-    if exclude_background:
-        y_true, y_pred = y_true[..., :-1], y_pred[..., :-1]
-    flat_true = np.asarray(y_true, dtype=np.int64).reshape(-1, y_true.shape[-1])
-    flat_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1, y_pred.shape[-1])
-    p, r, f, _ = precision_recall_fscore_support(flat_true, flat_pred, average="micro", zero_division=0)
+    # counted directly: scikit-learn reads a one-column label matrix (C = 1) as multiclass and its "micro"
+    # average then returns accuracy, not the F1 of the positive decisions
+    t = _event_columns(y_true, exclude_background).astype(bool)
+    q = _event_columns(y_pred, exclude_background).astype(bool)
+    tp = float(np.count_nonzero(t & q))
+    fp, fn = float(np.count_nonzero(~t & q)), float(np.count_nonzero(t & ~q))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     return {"precision": float(p * 100.0), "recall": float(r * 100.0), "f1": float(f * 100.0)}
+
+
+def _event_columns(y: np.ndarray, exclude_background: bool) -> np.ndarray:
+    """`[N, T, C(+1)]` -> `[N*T, C]` (background column dropped)."""
+    y = np.asarray(y)
+    if exclude_background:
+        y = y[..., :-1]
+    return y.reshape(-1, y.shape[-1])
+
+
+def mean_average_precision(y_true: np.ndarray, scores: np.ndarray, exclude_background: bool = True) -> float:
+    """Threshold-free detection quality: mean over event classes (with at least one positive second) of the
+    per-class average precision % of the per-second scores. Chance level = the mean positive rate of those
+    classes (`detection_floors`)."""
+    t, s = _event_columns(y_true, exclude_background), _event_columns(scores, exclude_background)
+    present = t.sum(0) > 0
+    if not present.any():
+        return float("nan")
+    return float(average_precision_score(t[:, present], s[:, present], average="macro") * 100.0)
+
+
+def detection_floors(y_true: np.ndarray, exclude_background: bool = True) -> dict[str, float]:
+    """What an uninformative predictor scores on these labels, in %: `floor_f1` = micro F1 of predicting every
+    (second, class) positive = 2p / (1 + p) for the positive rate p; `chance_mAP` = the mAP of scores independent
+    of the labels (per class AP = its positive rate), over the classes `mean_average_precision` counts."""
+    t = _event_columns(y_true, exclude_background).astype(np.float64)
+    p = float(t.mean()) if t.size else 0.0
+    rates = t.mean(0)[t.sum(0) > 0]
+    return {"floor_f1": 200.0 * p / (1.0 + p) if p > 0 else 0.0, "positive_rate": 100.0 * p,
+            "chance_mAP": float(rates.mean() * 100.0) if rates.size else float("nan")}
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray, exclude_background: bool = True) -> float:
+    """The decision threshold on `scores` that maximises micro F1 over every (second, class) decision."""
+    return best_f1(y_true, scores, exclude_background)[0]
+
+
+def best_f1(y_true: np.ndarray, scores: np.ndarray, exclude_background: bool = True) -> tuple[float, float]:
+    """(threshold, micro F1 %) at the best single threshold on `scores`: sort the scores once, F1 at every cut
+    from the cumulative true positives, the threshold halfway to the next distinct score."""
+    t = _event_columns(y_true, exclude_background).reshape(-1).astype(np.int64)
+    s = _event_columns(scores, exclude_background).reshape(-1).astype(np.float64)
+    if t.sum() == 0 or s.size == 0:
+        return float("inf"), 0.0                # nothing to find: predict nothing
+    order = np.argsort(-s, kind="stable")
+    s_sorted, tp = s[order], np.cumsum(t[order])
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), s.size - 1]   # cut only between distinct scores
+    k = np.arange(1, s.size + 1)[last]
+    f1 = 2 * tp[last] / (k + t.sum())
+    i = int(np.argmax(f1))
+    cut = last[i]
+    below = s_sorted[cut + 1] if cut + 1 < s.size else s_sorted[cut] - 1.0
+    return float((s_sorted[cut] + below) / 2), float(f1[i] * 100.0)
 
 
 def reference_prf(y_true: np.ndarray, y_pred: np.ndarray, batch_size: int) -> dict[str, float]:

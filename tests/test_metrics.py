@@ -95,3 +95,54 @@ def test_mean_pooling_leaves_padding_frames_out():
     x = np.array([[[2.0], [4.0], [0.0]], [[0.0], [0.0], [0.0]]], np.float32)
     valid = np.array([[True, True, False], [False, False, False]])   # clip 2 is all padding: mean of all
     assert masked_mean(Encoded(x, valid)) == pytest.approx(np.array([[3.0], [0.0]]))
+
+
+# --------------------------------------------------------------------------- detection floors (issue 14)
+def _detection_labels(seed=0, n=400, t=10, c=8, rate=0.03):
+    rng = np.random.default_rng(seed)
+    events = (rng.random((n, t, c)) < rate).astype(np.int64)
+    background = (events.max(-1, keepdims=True) == 0).astype(np.int64)
+    return np.concatenate([events, background], -1), rng
+
+
+def test_all_positive_predictor_scores_the_floor_f1():
+    y, _ = _detection_labels()
+    floors = metrics.detection_floors(y)
+    p = y[..., :-1].mean()
+    assert floors["floor_f1"] == pytest.approx(200 * p / (1 + p))
+    assert metrics.segment_prf(y, np.ones_like(y))["f1"] == pytest.approx(floors["floor_f1"])
+    assert floors["positive_rate"] == pytest.approx(100 * p)
+
+
+def test_all_negative_predictor_scores_zero_and_perfect_scores_100():
+    y, _ = _detection_labels()
+    assert metrics.segment_prf(y, np.zeros_like(y))["f1"] == 0.0
+    assert metrics.segment_prf(y, y)["f1"] == pytest.approx(100.0)
+    assert metrics.mean_average_precision(y, y.astype(float)) == pytest.approx(100.0)
+    threshold, f1 = metrics.best_f1(y, y + 0.1)
+    assert f1 == pytest.approx(100.0) and 0.1 < threshold < 1.1
+
+
+def test_random_predictor_scores_about_the_floors():
+    y, rng = _detection_labels(n=4000)
+    floors = metrics.detection_floors(y)
+    coin = (rng.random(y.shape) < 0.5).astype(np.int64)
+    # a fair coin: precision = p, recall = 1/2 -> F1 = 2p / (1 + 2p), just under the all-positive floor
+    p = y[..., :-1].mean()
+    assert metrics.segment_prf(y, coin)["f1"] == pytest.approx(200 * p / (1 + 2 * p), rel=0.1)
+    assert metrics.mean_average_precision(y, rng.random(y.shape)) == pytest.approx(floors["chance_mAP"], rel=0.15)
+
+
+def test_best_f1_threshold_by_hand():
+    # scores 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg): cuts give F1 2/3, 1/2, 4/5, 2/3 -> cut after 0.7
+    y = np.array([[[1, 0], [0, 1], [1, 0], [0, 1]]])       # one event column + background
+    s = np.array([[[0.9, 0], [0.8, 0], [0.7, 0], [0.1, 0]]])
+    threshold, f1 = metrics.best_f1(y, s)
+    assert f1 == pytest.approx(80.0)
+    assert threshold == pytest.approx(0.4)
+    assert metrics.segment_prf(y, s > threshold)["f1"] == pytest.approx(80.0)
+
+
+def test_best_f1_without_positives_predicts_nothing():
+    y = np.zeros((2, 3, 3), dtype=np.int64)
+    assert metrics.best_f1(y, np.ones((2, 3, 3))) == (float("inf"), 0.0)

@@ -31,7 +31,7 @@ from benchmark.contracts import UserError
 
 from .native import NativeWriter
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2   # 2: float64 sensors rounded to FEATURE_STEP (bit-identical on every CPU)
 PROFILES = ("smoke", "default", "paper")
 
 
@@ -194,9 +194,22 @@ def _gelu(x):
     return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
 
 
+# Stored feature values are multiples of this step. The sensors run in float64 and round onto the grid, so the
+# ulp-level differences between BLAS kernels / SIMD transcendentals of different CPUs (AVX2 vs AVX-512, OpenBLAS
+# core types) cannot reach the stored arrays: a value moves only if it sits within ~1e-15 of a grid midpoint
+# (expected flips over a whole default world: < 1e-3). 2^-12 is far below any feature scale that matters.
+FEATURE_STEP = 2.0 ** -12
+
+
+def to_grid(x: np.ndarray) -> np.ndarray:
+    """float64 values rounded to the storage grid, as float32 (exact: |x| < 2^12 has room for the step)."""
+    return (np.rint(np.asarray(x, dtype=np.float64) / FEATURE_STEP) * FEATURE_STEP).astype(np.float32)
+
+
 @dataclass
 class Sensor:
-    """x = out(W2 act(W1 u + b1) + b2): a fixed random non-linear map from the latent u to a feature width."""
+    """x = out(W2 act(W1 u + b1) + b2): a fixed random non-linear map from the latent u to a feature width.
+    Computed in float64 and rounded to `FEATURE_STEP` (a world must be bit-identical on every CPU)."""
 
     w1: np.ndarray
     b1: np.ndarray
@@ -205,6 +218,9 @@ class Sensor:
     kind: str
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
+        return to_grid(self._raw(np.asarray(u, dtype=np.float64)))
+
+    def _raw(self, u: np.ndarray) -> np.ndarray:
         h = u @ self.w1 + self.b1
         if self.kind == "audio":      # smooth, signed (VGGish embeddings are signed)
             return np.tanh(h) @ self.w2 + self.b2
@@ -266,7 +282,7 @@ def build_universe(seed: int, k: Knobs) -> Universe:
         b1 = 0.5 * rng.standard_normal(h)
         w2 = rng.standard_normal((h, d)) / np.sqrt(h)
         b2 = 0.1 * rng.standard_normal(d)
-        sensors[m] = Sensor(*(a.astype(np.float32) for a in (w1, b1, w2, b2)), kind=m)
+        sensors[m] = Sensor(w1, b1, w2, b2, kind=m)
     return Universe(k, names, prototypes, content, phrasing, token_codes, cell_codes, sensors, class_sets)
 
 
@@ -345,7 +361,7 @@ def audio_block(ev: Events, sl: slice, uni: Universe, rng: np.random.Generator) 
     sem += silent[..., None] * k.background_sigma * rng.standard_normal((B, T, k.semantic_dim))
     nuis = ev.nuisance["audio"][sl, None] + k.jitter_sigma * rng.standard_normal((B, T, k.nuisance_dim))
     u = np.concatenate([sem, np.broadcast_to(ev.scene[sl, None], (B, T, k.scene_dim)), nuis], -1)
-    return uni.sensors["audio"](u.astype(np.float32))
+    return uni.sensors["audio"](u)
 
 
 def video_block(ev: Events, sl: slice, uni: Universe, rng: np.random.Generator) -> np.ndarray:
@@ -360,8 +376,8 @@ def video_block(ev: Events, sl: slice, uni: Universe, rng: np.random.Generator) 
     nuis = (ev.nuisance["video"][sl, None, None, None] + uni.cell_codes
             + k.jitter_sigma * rng.standard_normal((B, T, g, g, k.nuisance_dim)))
     scene = np.broadcast_to(ev.scene[sl, None, None, None], (B, T, g, g, k.scene_dim))
-    x = uni.sensors["video"](np.concatenate([sem, scene, nuis], -1).astype(np.float32))
-    return x.mean((2, 3)) if k.video_pooled else x
+    x = uni.sensors["video"]._raw(np.concatenate([sem, scene, nuis], -1))
+    return to_grid(x.mean((2, 3)) if k.video_pooled else x)
 
 
 def text_tokens(sem: np.ndarray, content: np.ndarray, scene: np.ndarray, phrasing: np.ndarray,
@@ -369,7 +385,7 @@ def text_tokens(sem: np.ndarray, content: np.ndarray, scene: np.ndarray, phrasin
     """[M, L, Dt] from per-sentence semantics [M, ds], content-word masks [M, L], scene words [M, L, dc] (zero
     for class prompts), wording [M, dn]: token l = f_T([content_l * sem ; scene_l ; wording + token_code_l])."""
     u = np.concatenate([content[..., None] * sem[:, None], scene, phrasing[:, None] + uni.token_codes], -1)
-    return uni.sensors["text"](u.astype(np.float32))
+    return uni.sensors["text"](u)
 
 
 def class_prompts(uni: Universe, class_ids: np.ndarray) -> np.ndarray:

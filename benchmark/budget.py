@@ -1,0 +1,175 @@
+"""Budget study: how many pretraining epochs a method needs before its numbers stop moving.
+
+One training run per (method, seed) serves every budget: nothing in the trainer depends on the total epoch count
+(no schedule), and a run resumes from the newest checkpoint with the same resume tag, which leaves `epochs` out.
+So the chain trains to 2 epochs, saves that pretraining under the cache key of `method@epochs=2`, resumes to 4,
+saves, ... — bit for bit the models fresh runs at each budget would give (tested), at the cost of the longest one.
+The probes are ordinary cells (`method@epochs=B × task`), so they are cached, tabulated and reused like any other.
+
+A method is *converged at budget B* when its probe scores at B and 2B differ by at most `tolerance` points or by
+less than the seed CI of their difference; the default budget is the smallest B of the study at which every
+method is converged (one budget for all methods: a fair comparison).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from . import runner
+from . import spec as specs
+from . import stats
+from .contracts import UserError
+from .store import Store
+
+PROBE_TASK = "ave"
+PROBE_DIRECTIONS = ("V->A", "A->V", "A->A", "V->V")
+TOLERANCE = 1.0   # accuracy points
+
+
+def with_epochs(method: str, epochs: int) -> str:
+    """`dcid@quantizer=rvq+toc` -> `dcid@quantizer=rvq,epochs=8+toc` (the budget goes on the base method)."""
+    base, plus, refiners = method.partition("+")
+    parsed = specs.parse_method(method)
+    if "epochs" not in parsed.base.entry.options:
+        raise UserError(f"method '{parsed.base.name}' has no 'epochs' option, so it has no training budget")
+    if "epochs=" in base.partition("@")[2]:
+        raise UserError(f"budget study of '{method}': leave 'epochs' out of the spec, the study sets it")
+    base = base + ("," if "@" in base else "@") + f"epochs={int(epochs)}"
+    return base + plus + refiners
+
+
+def chain_dir(store: Store, method: str, corpus_fingerprint: str, seed: int) -> Path:
+    """Checkpoints shared by every budget of one (method without epochs, corpus, seed)."""
+    spec = specs.parse_method(method)
+    ident = specs.stable_hash({"method": spec.pretrain_resolved(), "corpus": corpus_fingerprint, "seed": int(seed)})
+    return store.root / "pretrain" / spec.base.name / f"chain-{ident}"
+
+
+def run_chain(method: str, budgets: Sequence[int], seed: int, world, store: Store, ctx) -> list[dict]:
+    """Pretrain `method` once up to max(budgets), caching the pretraining at every budget on the way."""
+    corpus = world.corpus()
+    shared = chain_dir(store, method, corpus.fingerprint, seed) / "checkpoints"
+    rows = []
+    for budget in sorted(set(budgets)):
+        spec = specs.parse_method(with_epochs(method, budget))
+        ctx.notes = {}
+        _, key = runner.get_pretrained(runner.Cell(spec, None, seed), world, store, ctx, checkpoints=shared)
+        rows.append({"method": method, "epochs": budget, "seed": seed, "key": key,
+                     "status": "trained" if "pretrain_s" in ctx.notes else "cached"})
+    return rows
+
+
+def _chain_worker(payload: dict) -> list[dict]:
+    """Pool worker: one chain, rebuilt from plain values."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
+    runner.set_threads(payload["threads"])
+    options = runner.Options(quiet=True, device=payload["device"], world=runner.WorldChoice(**payload["world"]))
+    world = options.world.open()
+    ctx = runner.make_context(options)
+    return run_chain(payload["method"], payload["budgets"], payload["seed"], world, Store(payload["store"]), ctx)
+
+
+def run_chains(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[int], world, store: Store,
+               options: runner.Options, workers: int, ui) -> list[dict]:
+    """Every (method, seed) chain, in `workers` processes (1 = in this process), longest methods first."""
+    jobs = [(m, s) for m in methods for s in seeds]
+    if workers <= 1:
+        runner.set_threads(options.threads or runner.default_threads())
+        ctx = runner.make_context(options, progress=ui.inner, log=ui.log)
+        rows = []
+        for method, seed in jobs:
+            rows += run_chain(method, budgets, seed, world, store, ctx)
+            ui.advance(f"{method} seed {seed}")
+        return rows
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
+    w = options.world
+    rows = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_chain_worker, {
+            "method": m, "budgets": list(budgets), "seed": s, "threads": threads, "device": options.device,
+            "store": str(Path(store.root).resolve()),
+            "world": {"profile": w.profile, "data": str(Path(w.data).resolve()) if w.data else None,
+                      "world_seed": w.world_seed, "cache_root": str(Path(w.cache_root).resolve())}}): (m, s)
+            for m, s in jobs}
+        for future in as_completed(futures):
+            rows += future.result()
+            ui.advance(f"{futures[future][0]} seed {futures[future][1]}")
+    return rows
+
+
+# --------------------------------------------------------------------------- the verdict
+@dataclass
+class Point:
+    method: str
+    epochs: int
+    direction: str
+    values: dict[int, float]          # seed -> score
+
+    @property
+    def summary(self) -> stats.Summary:
+        return stats.summarize([self.values[s] for s in sorted(self.values)])
+
+
+def collect(results: Iterable[dict], methods: Sequence[str], budgets: Sequence[int], metric: str = "acc",
+            directions: Sequence[str] = PROBE_DIRECTIONS) -> dict[tuple[str, int, str], Point]:
+    """Probe scores per (method, budget, direction) from cell results."""
+    wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b) for m in methods for b in budgets}
+    points: dict[tuple[str, int, str], Point] = {}
+    for r in results:
+        hit = wanted.get(r.get("method"))
+        if hit is None or r.get("task_name") != PROBE_TASK:
+            continue
+        for d in directions:
+            value = r.get("metrics", {}).get(d, {}).get(metric)
+            if value is not None:
+                points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[int(r["seed"])] = float(value)
+    return points
+
+
+def converged(points, method: str, budget: int, direction: str, tolerance: float = TOLERANCE) -> bool | None:
+    """Whether the score at `budget` is within `tolerance` (or the seed CI of the paired difference) of 2×budget;
+    None when 2×budget was not probed."""
+    a, b = points.get((method, budget, direction)), points.get((method, 2 * budget, direction))
+    if a is None or b is None:
+        return None
+    seeds = sorted(set(a.values) & set(b.values))
+    diffs = [b.values[s] - a.values[s] for s in seeds]
+    if not diffs:
+        return None
+    gap = abs(stats.mean(diffs))
+    ci = stats.ci_half_width(diffs) if len(diffs) > 2 else math.nan   # a 2-seed CI is too wide to mean "same"
+    return gap <= tolerance or (len(diffs) >= 3 and not math.isnan(ci) and gap <= ci)
+
+
+def choose_budget(points, methods: Sequence[str], budgets: Sequence[int],
+                  directions: Sequence[str] = ("V->A", "A->A")) -> int | None:
+    """Smallest probed budget at which every method is converged on every direction (None if there is none)."""
+    for budget in sorted(set(budgets)):
+        verdicts = [converged(points, m, budget, d) for m in methods for d in directions]
+        if verdicts and all(v is True for v in verdicts):
+            return budget
+    return None
+
+
+def table_rows(points, methods: Sequence[str], budgets: Sequence[int],
+               directions: Sequence[str] = ("V->A", "A->A")) -> list[dict[str, Any]]:
+    """One row per (method, budget): mean ± CI per direction and the convergence verdict."""
+    rows = []
+    for m in methods:
+        for b in sorted(set(budgets)):
+            row: dict[str, Any] = {"method": m, "epochs": b}
+            for d in directions:
+                p = points.get((m, b, d))
+                s = p.summary if p is not None else None
+                row[f"{d} mean"] = None if s is None else round(s.mean, 2)
+                row[f"{d} ci95"] = None if s is None or not s.ci_defined else round(s.half_width, 2)
+                row[f"{d} n"] = 0 if s is None else s.n
+            flags = [converged(points, m, b, d) for d in directions]
+            row["converged"] = None if any(f is None for f in flags) else all(flags)
+            rows.append(row)
+    return rows
