@@ -112,6 +112,7 @@ class Row:
     exclude: frozenset = frozenset()
     sep: bool = False
     x: float | None = None
+    reference: bool = False     # a floor / baseline / ceiling row: shown, never bold, not a competitor
 
 
 @dataclass
@@ -185,7 +186,8 @@ def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
     n_paper = {len(columns), len(columns) + int(avg)}
     rows = []
     for i, raw in enumerate(table["rows"]):
-        r = _check_keys(raw, {"method", "task", "direction", "label", "paper", "mm", "exclude", "sep", "x"},
+        r = _check_keys(raw, {"method", "task", "direction", "label", "paper", "mm", "exclude", "sep", "x",
+                              "reference"},
                         f"{where}: table.rows[{i}]")
         method = r.get("method", table.get("method"))
         if method is None:
@@ -203,7 +205,7 @@ def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
             rows.append(Row(canonical_method(str(method)), str(method), str(label),
                             canonical_task(task) if task else None, dirs, paper, bool(r.get("mm", False)),
                             frozenset(canonical_task(t) for t in r.get("exclude") or []), bool(r.get("sep", False)),
-                            r.get("x")))
+                            r.get("x"), bool(r.get("reference", False))))
         except UserError as exc:
             raise UserError(f"{where}: table.rows[{i}]: {exc}") from None
     for i, c in enumerate(columns):
@@ -356,6 +358,13 @@ class CellStats:
     excluded: bool = False
     higher_is_better: bool | None = None
     metric: str | None = None
+    unconverged: bool = False    # a contributing pretraining did not pass its convergence diagnostic
+
+
+def unconverged(result: dict | None) -> bool:
+    """Whether a cell's pretraining recorded `converged: false` (cells of training-free methods never are)."""
+    training = ((result or {}).get("diagnostics") or {}).get("training") or {}
+    return training.get("converged") is False
 
 
 @dataclass
@@ -380,7 +389,7 @@ class BuiltTable:
         best = []
         for col, dec in zip(cols, decimals):
             present = [(i, round(c.summary.mean, dec)) for i, c in enumerate(col)
-                       if c is not None and c.summary is not None]
+                       if c is not None and c.summary is not None and not self.spec.rows[i].reference]
             hib = {c.higher_is_better for c in col if c is not None and c.summary is not None}
             if self.spec.bold == "none" or len(present) < 2 or len(hib) != 1 or None in hib:
                 best.append(set())
@@ -435,7 +444,8 @@ def build(table: TableSpec, results: Sequence[dict], world: str | None = None,
                 metrics_by_task[task].add(metric or r.get("main_metric"))
             hib = col.higher_is_better if col.higher_is_better is not None else _hib(cell_results, metric)
             line.append(CellStats(per_seed, stats.summarize(list(per_seed.values())) if per_seed else None,
-                                  higher_is_better=hib, metric=metric))
+                                  higher_is_better=hib, metric=metric,
+                                  unconverged=any(unconverged(r) for r in cell_results)))
         grid.append(line)
         if table.avg:
             active = [c for c in line if not c.excluded]
@@ -443,7 +453,8 @@ def build(table: TableSpec, results: Sequence[dict], world: str | None = None,
                         for s in seeds if active and all(s in c.per_seed for c in active)}
             hibs = {c.higher_is_better for c in active if c.summary is not None}
             avgs.append(CellStats(per_seed, stats.summarize(list(per_seed.values())) if per_seed else None,
-                                  higher_is_better=hibs.pop() if len(hibs) == 1 else None))
+                                  higher_is_better=hibs.pop() if len(hibs) == 1 else None,
+                                  unconverged=any(c.unconverged for c in active)))
         else:
             avgs.append(None)
     unique = {(m["method"], m["task"], m["seed"], m["reason"]): m for m in missing}
@@ -480,6 +491,10 @@ class CellText:
     n_mark: str = ""      # "n=2" when fewer seeds than the table lists
     state: str = "ok"     # ok | missing | excluded
     bold: bool = False
+    flag: str = ""        # UNCONVERGED_MARK when a contributing pretraining is not converged
+
+
+UNCONVERGED_MARK = "†"
 
 
 def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
@@ -507,6 +522,7 @@ def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
                 t.pm = f"{s.half_width:.{dec}f}" if s.ci_defined else "n/a"
                 t.n_mark = f"n={s.n}" if s.n < len(bt.seeds) else ""
                 t.bold = i in best[j]
+                t.flag = UNCONVERGED_MARK if c.unconverged else ""
             line.append(t)
         out.append(line)
     return out
@@ -557,7 +573,14 @@ def caption(bt: BuiltTable) -> str:
     if spec.avg:
         parts.append("Avg. = per-seed mean over the row's columns, then over seeds.")
     if spec.bold != "none":
-        parts.append("Bold: best mean per column.")
+        parts.append("Bold: best mean per column" + (" (reference rows excluded)." if any(r.reference for r in
+                                                                                        spec.rows) else "."))
+    floors = floor_text(bt)
+    if floors:
+        parts.append(floors)
+    if any(c.unconverged for line in bt.cells for c in line):
+        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged (its loss still moved "
+                     f"by more than 10 % of its total change in the last quarter of training).")
     if any(r.paper for r in spec.rows):
         parts.append(f"In parentheses: the paper's number ({spec.paper_source or 'paper'}).")
     if bt.missing:
@@ -566,6 +589,23 @@ def caption(bt: BuiltTable) -> str:
     if spec.note:
         parts.append(spec.note)
     return " ".join(parts)
+
+
+def floor_text(bt: BuiltTable) -> str:
+    """The floors the detection cells recorded for their target labels (they depend on the labels only)."""
+    acc: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in bt.used.values():
+        for direction, values in (r.get("metrics") or {}).items():
+            for name in ("floor_f1", "chance_mAP"):
+                v = _number((values or {}).get(name))
+                if v is not None:
+                    acc[(r.get("task_name") or r.get("task"), direction)][name].append(v)
+    if not acc:
+        return ""
+    items = [f"{task} {d}: F1 {stats.mean(v['floor_f1']):.2f}, mAP {stats.mean(v['chance_mAP']):.2f}"
+             for (task, d), v in sorted(acc.items()) if v.get("floor_f1") and v.get("chance_mAP")]
+    return ("Detection floors of the target labels (all-positive F1, chance mAP): " + "; ".join(items) + "."
+            if items else "")
 
 
 def missing_lines(bt: BuiltTable) -> list[str]:
@@ -620,7 +660,7 @@ def _latex_cell(t: CellText) -> str:
         body = r"\textit{missing}"
     else:
         mean = rf"\textbf{{{t.mean}}}" if t.bold else t.mean
-        body = f"{mean} $\\pm$ {t.pm}" + (f"$^{{{t.n_mark}}}$" if t.n_mark else "")
+        body = f"{mean}{t.flag} $\\pm$ {t.pm}" + (f"$^{{{t.n_mark}}}$" if t.n_mark else "")
     return body + (rf" {{\scriptsize({latex_escape(t.paper)})}}" if t.paper else "")
 
 
@@ -672,7 +712,7 @@ def _plain_cell(t: CellText, bold: tuple[str, str] = ("**", "**")) -> str:
         body = "missing"
     else:
         mean = f"{bold[0]}{t.mean}{bold[1]}" if t.bold else t.mean
-        body = f"{mean} ± {t.pm}" + (f" [{t.n_mark}]" if t.n_mark else "")
+        body = f"{mean}{t.flag} ± {t.pm}" + (f" [{t.n_mark}]" if t.n_mark else "")
     return body + (f" ({t.paper})" if t.paper else "")
 
 

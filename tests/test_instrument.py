@@ -1,0 +1,172 @@
+"""The instrument (issue 14): a fixed world, budgets from one chained run, convergence, reference methods, CMCM
+sharpness."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import budget, runner
+from benchmark import spec as specs
+from benchmark.contracts import RunContext, UserError
+from benchmark.store import Store
+from methods.alignment import cmcm_scale
+from methods.baselines import cca
+from methods.base import ArrayCorpus
+from methods.trainer import training_summary
+from tasks.data.synth import FEATURE_STEP, to_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- a world fixed across CPUs
+def test_features_sit_on_the_storage_grid():
+    x = np.array([0.1, -1.23456789, 3.0 + FEATURE_STEP * 0.49, 2.0 ** -20])
+    g = to_grid(x)
+    assert g.dtype == np.float32
+    assert np.all(np.asarray(g, np.float64) / FEATURE_STEP == np.rint(np.asarray(g, np.float64) / FEATURE_STEP))
+    assert g[2] == np.float32(3.0) and g[3] == 0.0
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.h5")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _synth(out: Path, env: dict) -> None:
+    subprocess.run([sys.executable, "-m", "benchmark", "data", "synth", "--profile", "smoke", "--seed", "0",
+                    "--out", str(out), "-q"], cwd=ROOT, env={**os.environ, **env}, check=True,
+                   capture_output=True)
+
+
+def test_world_is_bit_identical_under_another_blas_kernel(tmp_path):
+    """OpenBLAS picks its kernels by CPU; forcing another core type (SSE-era Prescott vs the native one) must not
+    change one byte of the world (the sensors run in float64 and round onto a coarse grid)."""
+    _synth(tmp_path / "native", {})
+    _synth(tmp_path / "prescott", {"OPENBLAS_CORETYPE": "Prescott"})
+    assert _digest(tmp_path / "native") == _digest(tmp_path / "prescott")
+
+
+
+
+def test_smoke_world_fingerprint_is_pinned(tmp_path):
+    from tasks.data import open_world
+    _synth(tmp_path / "w", {})
+    fp = open_world(tmp_path / "w").open("pretrain").fingerprint
+    expected = (ROOT / "tasks" / "data" / "WORLD.md").read_text()
+    assert f"`smoke-s0` pretrain.h5 `{fp}`" in expected, fp
+
+
+# --------------------------------------------------------------------------- budgets and convergence
+def test_budget_chain_equals_fresh_runs(tmp_path):
+    """Training to 2 epochs through the chain (1, then resume to 2) gives bit for bit the fresh 2-epoch model."""
+    world = runner.WorldChoice(profile="smoke", cache_root=str(tmp_path / "data")).open()
+    ctx = runner.make_context(runner.Options(quiet=True))
+    budget.run_chain("cmcm", [1, 2], 0, world, Store(tmp_path / "chain"), ctx)
+    fresh = runner.Cell(specs.parse_method("cmcm@epochs=2"), None, 0)
+    runner._MEMORY.clear()
+    a, _ = runner.get_pretrained(fresh, world, Store(tmp_path / "fresh"), ctx)
+    runner._MEMORY.clear()
+    b = specs.parse_method(budget.with_epochs("cmcm", 2))
+    b, _ = runner.get_pretrained(runner.Cell(b, None, 0), world, Store(tmp_path / "chain"), ctx)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.history == b.history or [h["total"] for h in a.history] == [h["total"] for h in b.history]
+
+
+def test_with_epochs_places_the_budget_on_the_base_method():
+    assert budget.with_epochs("dcid", 8) == "dcid@epochs=8"
+    assert budget.with_epochs("dcid@quantizer=rvq", 8) == "dcid@quantizer=rvq,epochs=8"
+    with pytest.raises(UserError):
+        budget.with_epochs("dcid@epochs=3", 8)
+    with pytest.raises(UserError):
+        budget.with_epochs("cca", 8)
+
+
+def _points(values):
+    """{(method, epochs): [score per seed]} -> points for direction V->A and A->A (same numbers)."""
+    out = {}
+    for (m, e), v in values.items():
+        for d in ("V->A", "A->A"):
+            out[(m, e, d)] = budget.Point(m, e, d, dict(enumerate(v)))
+    return out
+
+
+def test_convergence_verdict_and_chosen_budget():
+    pts = _points({("a", 2): [10, 11, 12], ("a", 4): [20, 21, 22], ("a", 8): [20.5, 21.5, 22.5],
+                   ("b", 2): [5, 5, 5], ("b", 4): [5.5, 5.2, 5.1], ("b", 8): [5.4, 5.0, 5.6]})
+    assert budget.converged(pts, "a", 2, "V->A") is False
+    assert budget.converged(pts, "a", 4, "V->A") is True       # within 1 point of 8
+    assert budget.converged(pts, "a", 8, "V->A") is None       # 16 not probed
+    assert budget.choose_budget(pts, ["a", "b"], [2, 4, 8]) == 4
+    assert budget.choose_budget(pts, ["a"], [2]) is None
+
+
+def test_noisy_difference_inside_its_ci_counts_as_converged():
+    pts = _points({("a", 4): [10, 20, 30], ("a", 8): [14, 16, 36]})   # diffs 4, -4, 6: mean 2, CI wide
+    assert budget.converged(pts, "a", 4, "V->A") is True
+
+
+def test_training_summary_flags_a_loss_still_falling():
+    falling = [{"total": 10.0 - i} for i in range(8)]                # linear: last quarter = 2/7 of the change
+    flat = [{"total": 10.0 * 0.3 ** i + 1} for i in range(8)]
+    assert training_summary(falling)["converged"] is False
+    assert training_summary(flat)["converged"] is True
+    assert training_summary(falling[:2])["converged"] is False       # too short to say
+    assert len(training_summary(flat)["loss_history"]) == 8
+
+
+# --------------------------------------------------------------------------- reference methods
+def test_cca_recovers_a_shared_factor():
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((4000, 2))
+    x = np.c_[s, rng.standard_normal((4000, 5))] @ rng.standard_normal((7, 7))
+    y = np.c_[s, rng.standard_normal((4000, 3))] @ rng.standard_normal((5, 5))
+    wx, wy, corr = cca(x - x.mean(0), y - y.mean(0), 3, 1e-6)
+    assert corr[0] > 0.99 and corr[1] > 0.99 and corr[2] < 0.1
+    u, v = (x - x.mean(0)) @ wx, (y - y.mean(0)) @ wy
+    assert abs(np.corrcoef(u[:, 0], v[:, 0])[0, 1]) > 0.99
+
+
+@pytest.mark.parametrize("name", ["chance", "raw", "cca"])
+def test_reference_methods_encode_and_round_trip(name, tmp_path):
+    rng = np.random.default_rng(0)
+    corpus = ArrayCorpus({"audio": rng.standard_normal((64, 10, 6)), "video": rng.random((64, 10, 3, 3, 9)),
+                          "text": rng.standard_normal((64, 10, 4))})
+    entry = specs.registry.get("method", name)
+    method = entry.load()
+    pre = method.pretrain(corpus, entry.defaults(), 0, RunContext())
+    pre.save(tmp_path / "m")
+    back = method.load(tmp_path / "m", entry.defaults(), RunContext())
+    a, v = corpus.arrays["audio"][:5], corpus.arrays["video"][:5]
+    assert torch.equal(pre.encode("audio", a), back.encode("audio", a))
+    ea, ev = pre.encode("audio", a), pre.encode("video", v)
+    assert ea.shape[:2] == (5, 10) and ea.shape[-1] == ev.shape[-1]
+    if name == "chance":
+        assert not ea.any() and not ev.any()
+    if name == "raw":
+        assert torch.allclose(ea[..., :6], torch.as_tensor(a, dtype=torch.float32))
+        assert torch.allclose(ev[..., :9], torch.as_tensor(v.mean((2, 3)), dtype=torch.float32))
+    with pytest.raises(UserError):
+        pre.encode("text", corpus.arrays["text"][:2])
+
+
+# --------------------------------------------------------------------------- CMCM sharpness
+def test_cmcm_scale_restores_the_released_sharpness_at_any_width():
+    assert cmcm_scale({"code_dim": 256}) == pytest.approx(1.0)
+    assert cmcm_scale({"code_dim": 64}) == pytest.approx(2.0)
+    assert cmcm_scale({"code_dim": 64, "cmcm_scale": 1.0}) == 1.0
+    method = specs.registry.get("method", "cmcm").load()
+    model = method.build_model({"audio": (10, 8), "video": (10, 8)},
+                               method.settings({**specs.registry.get("method", "cmcm").defaults()}))
+    z = torch.randn(2, 10, 64)
+    assert torch.allclose(model.quantizer.cmcm_logits(z), 2.0 * model.quantizer.distance_logits(z))
