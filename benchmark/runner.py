@@ -177,6 +177,10 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints
         ctx.notes["pretrain"] = f"cached in memory ({key})"
         return _inference_view(method, _MEMORY[key], cfg), key
     directory = store.pretrain_dir(cell.method.base.name, key)
+    legacy = specs.legacy_pretrain_key(cell.method, corpus.fingerprint, cell.seed)
+    if legacy != key and not (directory / "complete.json").exists() \
+            and (store.pretrain_dir(cell.method.base.name, legacy) / "complete.json").exists():
+        key, directory = legacy, store.pretrain_dir(cell.method.base.name, legacy)   # a store from before 0.2
     with file_lock(directory.parent / f".{key}.lock"):
         done = directory / "complete.json"
         sweep_tmp(directory, directory / "model", directory / "checkpoints")  # dead writers' temp files

@@ -224,6 +224,29 @@ def cell_key(method: MethodSpec, task: TaskSpec, data_fingerprint: str, seed: in
                         "seed": int(seed), "schema": SCHEMA_VERSION})
 
 
+def pretrain_settings(method: MethodSpec) -> dict | None:
+    """The base method's settings as they will train: its scale preset applied (so `dcid` and `dcid@epochs=P`
+    share one pretraining when P is the preset's budget), inference-only options left out. None for entries
+    without presets (their config is their settings)."""
+    resolve = getattr(method.base.entry.load(), "settings", None)
+    if resolve is None:
+        return None
+    opts = method.base.entry.options
+    return {k: v for k, v in resolve(method.pretrain_resolved()["cfg"]).items()
+            if not (k in opts and opts[k].inference_only)}
+
+
 def pretrain_key(method: MethodSpec, corpus_fingerprint: str, seed: int) -> str:
+    """Pretraining identity: entry name + version + the settings it trains with, corpus, seed, schema."""
+    settings = pretrain_settings(method)
+    if settings is None:
+        return legacy_pretrain_key(method, corpus_fingerprint, seed)
+    resolved = method.pretrain_resolved()
+    return stable_hash({"method": {"name": resolved["name"], "version": resolved["version"], "settings": settings},
+                        "corpus": corpus_fingerprint, "seed": int(seed), "schema": SCHEMA_VERSION})
+
+
+def legacy_pretrain_key(method: MethodSpec, corpus_fingerprint: str, seed: int) -> str:
+    """The key before presets were resolved (options as written): still read, so older stores keep serving."""
     return stable_hash({"method": method.pretrain_resolved(), "corpus": corpus_fingerprint, "seed": int(seed),
                         "schema": SCHEMA_VERSION})

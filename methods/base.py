@@ -57,6 +57,10 @@ def resolve_settings(cfg: Mapping[str, Any], scales: Mapping[str, dict] = SCALES
     kind = s.get("quantizer", "vq")
     if s.get("levels") is None:
         s["levels"] = {"rvq": s["rvq_levels"], "fsq": s["fsq_levels"]}.get(kind)
+    if kind == "rvq":       # only RVQ settings carry (and are keyed by) the RVQ mode
+        s["rvq_mode"] = s.get("rvq_mode") or "release"
+    else:
+        s.pop("rvq_mode", None)
     return s
 
 
@@ -86,6 +90,8 @@ def validate_settings(s: Mapping[str, Any], owner: str) -> None:
         except ValueError:
             raise UserError(f"{owner}: quantizer=fsq needs 'levels' = per-dim level counts, e.g. 8x5x5x5, "
                             f"got {s['levels']!r}") from None
+    if kind == "rvq" and s["rvq_mode"] not in ("release", "per_level"):
+        raise UserError(f"{owner}: option 'rvq_mode' must be release or per_level, got {s['rvq_mode']!r}")
     if kind == "vq" and s.get("levels") not in (None, 1):
         raise UserError(f"{owner}: 'levels' applies to quantizer=rvq or fsq, not vq (got levels={s['levels']!r})")
 

@@ -29,6 +29,8 @@ def quantizer_from_settings(modalities, s: Mapping[str, Any], *, mm_ema: bool, c
     if s["quantizer"] in ("vq", "rvq"):
         ema = dict(decay=s["decay"], beta=s["beta"], self_weight=0.5 if mm_ema else 1.0,
                    dead_after=s["dead_after"], cross_commitment=cross_commitment)
+    if s["quantizer"] == "rvq":
+        ema["mode"] = s["rvq_mode"]
     quantizer = build_quantizer(s["quantizer"], modalities, codebook_size=s["codebook_size"],
                                 code_dim=s["code_dim"], levels=s["levels"], **ema)
     quantizer.logit_scale = cmcm_scale(s)
@@ -50,7 +52,8 @@ class DCIDModel(BranchedModel):
                                     for m in self.modalities}) if s["club"] else None
         self.cpc = CrossCPC(self.modalities, d, int(s["cpc_hidden"]), int(s["cpc_layers"]),
                             int(s["cpc_horizon"])) if s["cpc"] else None
-        self.use_cmcm = bool(s["cmcm"])
+        # the released RVQ variant runs without CMCM (rvq_mode=per_level keeps the `cmcm` switch)
+        self.use_cmcm = bool(s["cmcm"]) and not (s["quantizer"] == "rvq" and s["rvq_mode"] == "release")
 
 
     def estimators(self) -> dict[str, nn.Module]:

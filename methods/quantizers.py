@@ -117,7 +117,7 @@ class MultiModalEMAQuantizer(Quantizer):
     def __init__(self, modalities: Sequence[str], num_codes: int, dim: int, *, decay: float = 0.99,
                  eps: float = 1e-5, beta: float = 0.25, self_weight: float = 0.5, dead_after: int = 300,
                  cross_commitment: bool = True, reset_noise: float = 1.0 / 1024, init_scale: float | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, pin_zero: bool = False):
         super().__init__()
         self.modalities = tuple(modalities)
         self.decay, self.eps, self.beta = float(decay), float(eps), float(beta)
@@ -126,6 +126,9 @@ class MultiModalEMAQuantizer(Quantizer):
         self.active_below = max(1, self.dead_after // 3)
         scale = 1.0 / num_codes if init_scale is None else init_scale   # U(−1/L, 1/L) as coded
         embedding = (torch.rand(num_codes, dim, generator=generator) * 2 - 1) * scale
+        self.pin_zero = bool(pin_zero)      # code 0 stays the zero vector (RVQ levels as released)
+        if self.pin_zero:
+            embedding[0] = 0.0
         self.register_buffer("embedding", embedding)
         self.register_buffer("ema_weight", embedding.clone())
         self.register_buffer("ema_count", torch.zeros(num_codes))
@@ -158,6 +161,8 @@ class MultiModalEMAQuantizer(Quantizer):
         if self.training:
             self.ema_update({m: z[m].detach() for m in names}, idx)
             self.reset_dead_codes(idx, generator)
+            if self.pin_zero:
+                self._pin()
         quantized = {m: straight_through(codes[m], z[m]) for m in names}
         return QuantizerOutput(quantized, idx, losses)
 
@@ -199,6 +204,13 @@ class MultiModalEMAQuantizer(Quantizer):
             self.embedding.copy_(self.ema_weight / self.ema_count.unsqueeze(-1))
 
     @torch.no_grad()
+    def _pin(self) -> None:
+        """Code 0 back to zero after the EMA step; it is never dead (a zero residual is always a valid code)."""
+        self.embedding[0] = 0.0
+        self.ema_weight[0] = 0.0
+        self.unused[0] = 0
+
+    @torch.no_grad()
     def reset_dead_codes(self, idx: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         """Age codes, revive those unused for more than `dead_after` batches; returns the reset code ids."""
         self.unused += 1
@@ -222,15 +234,25 @@ class MultiModalEMAQuantizer(Quantizer):
 class ResidualQuantizer(Quantizer):
     """RVQ: level k quantizes what levels < k left over; each level is a `MultiModalEMAQuantizer` of its own.
 
-    The code of a vector is the sum of its level codes; indices are `[B, T, levels]`. Commitment is summed over
-    levels (each on its own residual); CMCM's soft assignment uses level 0, the only one that sees z itself.
+    The code of a vector is the sum of its level codes; indices are `[B, T, levels]`. Two modes:
+    - `release` (the released DCID RVQ variant, `Cross_RQEmbeddingEMA_AVT`): code 0 of every level is pinned to
+      the zero vector (a level may add nothing), and commitment is computed once, on the summed code;
+      the DCID model turns CMCM off with it, as the release does.
+    - `per_level`: commitment summed over levels, each on its own residual; no pinned code; CMCM (if on) uses
+      level 0, the only one that sees z itself.
     """
 
+    MODES = ("release", "per_level")
+
     def __init__(self, modalities: Sequence[str], levels: int, num_codes: int, dim: int,
-                 generator: torch.Generator | None = None, **ema):
+                 generator: torch.Generator | None = None, mode: str = "release", **ema):
         super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"rvq mode must be one of {self.MODES}, got {mode!r}")
         self.modalities = tuple(modalities)
-        self.stages = nn.ModuleList(MultiModalEMAQuantizer(modalities, num_codes, dim, generator=generator, **ema)
+        self.mode = mode
+        self.stages = nn.ModuleList(MultiModalEMAQuantizer(modalities, num_codes, dim, generator=generator,
+                                                           pin_zero=(mode == "release"), **ema)
                                     for _ in range(levels))
 
     @property
@@ -264,8 +286,11 @@ class ResidualQuantizer(Quantizer):
                 total[m] = total[m] + code
                 residual[m] = residual[m] - code
                 ids[m].append(out.indices[m])
-            for k, v in out.losses.items():
-                losses[k] = losses[k] + v if k in losses else v
+            if self.mode == "per_level":
+                for k, v in out.losses.items():
+                    losses[k] = losses[k] + v if k in losses else v
+        if self.mode == "release":
+            losses = self.stages[0].commitment(z, total)
         quantized = {m: straight_through(total[m], z[m]) for m in names}
         return QuantizerOutput(quantized, {m: torch.stack(ids[m], -1) for m in names}, losses)
 

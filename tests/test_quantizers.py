@@ -185,3 +185,43 @@ def test_same_generator_same_codebook():
             q({"audio": data + i, "video": data - j}, g)
         return q.embedding.clone()
     assert torch.equal(run(), run())
+
+
+# --------------------------------------------------------------------------- RVQ as released (issue 14)
+def test_release_rvq_pins_code_zero_and_commits_once_on_the_summed_code():
+    from methods.quantizers import ResidualQuantizer
+    torch.manual_seed(0)
+    q = ResidualQuantizer(("audio", "video"), 3, 16, 4, mode="release", dead_after=2).train()
+    z = {"audio": torch.randn(2, 5, 4), "video": torch.randn(2, 5, 4)}
+    for _ in range(4):
+        out = q(z)
+    assert all(torch.equal(s.embedding[0], torch.zeros(4)) for s in q.stages)
+    total = q.quantize(z["audio"])[0]
+    expected = q.stages[0].commitment(z, {m: q.quantize(z[m])[0] for m in z})
+    q.eval()
+    out = q(z)
+    assert set(out.losses) == {"commit_audio", "commit_video"}
+    assert torch.allclose(out.losses["commit_audio"], expected["commit_audio"])
+    assert torch.allclose(out.quantized["audio"], total)
+
+
+def test_per_level_rvq_sums_the_level_commitments():
+    from methods.quantizers import ResidualQuantizer
+    torch.manual_seed(0)
+    q = ResidualQuantizer(("audio", "video"), 2, 16, 4, mode="per_level").eval()
+    z = {"audio": torch.randn(2, 5, 4), "video": torch.randn(2, 5, 4)}
+    out = q(z)
+    first = q.stages[0](z)
+    residual = {m: z[m] - first.quantized[m].detach() for m in z}
+    second = q.stages[1](residual)
+    assert torch.allclose(out.losses["commit_audio"], first.losses["commit_audio"] + second.losses["commit_audio"])
+
+
+def test_dcid_with_released_rvq_has_no_cmcm_term():
+    from benchmark import registry
+    entry = registry.get("method", "dcid")
+    method = entry.load()
+    s = method.settings({**entry.defaults(), "quantizer": "rvq", "levels": 2})
+    assert s["rvq_mode"] == "release"
+    assert method.build_model({"audio": (10, 8), "video": (10, 8)}, s).use_cmcm is False
+    assert "rvq_mode" not in method.settings(entry.defaults())     # VQ settings (and keys) do not carry it
