@@ -216,6 +216,30 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints
     return _inference_view(method, pretrained, cfg), key
 
 
+def rekey_pretrainings(store: Store) -> int:
+    """Move finished pretrainings stored under a legacy key (options as written) to their settings key, so
+    `dcid@epochs=P` trained by a budget study serves `dcid` when P is the preset. Idempotent; returns the count."""
+    import json
+    moved = 0
+    for done in sorted(Path(store.root).glob("pretrain/*/*/complete.json")):
+        directory = done.parent
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+            entry = specs.registry.get("method", meta["method"]["name"])
+            if int(meta["method"]["version"]) != entry.version:
+                continue
+            method = specs.MethodSpec(specs.Component(entry, entry.resolve(meta["method"]["cfg"])))
+            key = specs.pretrain_key(method, meta["corpus"], int(meta["seed"]))
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            continue          # foreign or torn entries are healed where they are used
+        target = directory.parent / key
+        if key != directory.name and not target.exists():
+            with file_lock(directory.parent / f".{directory.name}.lock"):
+                os.replace(directory, target)
+            moved += 1
+    return moved
+
+
 def _inference_view(method, pretrained, cfg):
     """Apply inference-only options (e.g. SRCID's only1) to a model shared by several specs."""
     view = getattr(method, "inference_view", None)

@@ -98,6 +98,15 @@ def training_summary(history: list[dict]) -> dict:
     return out
 
 
+def codebook_usage(model: nn.Module, batches: int) -> float | None:
+    """Share of codes any modality picked during the last `batches` training batches, averaged over the model's
+    EMA codebooks (read off their dead-code age counters: no extra pass); None for models without one."""
+    ages = [m.unused for m in model.modules() if isinstance(getattr(m, "unused", None), Tensor)]
+    if not ages or batches < 1:
+        return None
+    return round(float(torch.stack([(a < batches).float().mean() for a in ages]).mean()), 4)
+
+
 def estimators_of(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.estimators()) if hasattr(model, "estimators") else {}
 
@@ -273,6 +282,9 @@ def train(model: nn.Module, corpus, config: TrainConfig, ctx) -> TrainResult:
             count += 1
             result.steps += 1
         record = {k: float(v) / max(count, 1) for k, v in sums.items()}
+        usage = codebook_usage(model, count)
+        if usage is not None:
+            record["codebook_usage"] = usage
         record["seconds"] = round(time.perf_counter() - t0, 3)
         result.history.append(record)
         ctx.log(f"{config.name} epoch {epoch + 1}/{config.epochs}: total {record.get('total', float('nan')):.4f} "

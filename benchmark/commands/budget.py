@@ -64,6 +64,7 @@ def main(args) -> int:
         world = options.world.open(progress=gen.inner)
     with CellProgress(len(methods) * len(seeds), quiet=options.quiet, title="budget chains") as ui:
         budget.run_chains(methods, budgets, seeds, world, store, options, args.workers, ui)
+    runner.rekey_pretrainings(store)     # entries of an older store serve the preset spellings too
     cells = runner.plan(probe_specs, [budget.PROBE_TASK], seeds, world)
     with CellProgress(len(cells), quiet=options.quiet, title="budget probes") as ui:
         if args.workers > 1:
