@@ -1,4 +1,5 @@
-"""`ls methods|tasks|refiners|grids [-v]`: the registry from its YAML cards (imports no torch)."""
+"""`ls methods|tasks|refiners|grids [-v]`: the registry from its YAML cards (torch only for `-v`, which shows
+what each null default resolves to under the default scale preset)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,12 +21,25 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
+def _resolved(entry: registry.Entry) -> dict:
+    """What the null defaults resolve to (the scale preset), for entries whose code resolves presets; the one
+    place the numbers live is the code (`methods/base.py` SCALES and each family's preset), so `ls -v` reads it."""
+    if entry.kind != "method":
+        return {}
+    impl = entry.load()
+    resolve = getattr(impl, "settings", None)
+    return resolve(entry.defaults()) if resolve is not None else {}
+
+
 def _option_text(entry: registry.Entry) -> str:
     lines = []
+    resolved = _resolved(entry)
     for name, opt in entry.options.items():
         choice = f" ∈ {{{', '.join(map(str, opt.choices))}}}" if opt.choices else ""
         flag = " (inference only)" if opt.inference_only else ""
-        lines.append(escape(f"{name}={opt.default!r}{choice}{flag}") + (f"  [dim]{escape(opt.help)}[/]" if opt.help else ""))
+        preset = f" → {resolved[name]!r}" if opt.default is None and resolved.get(name) is not None else ""
+        lines.append(escape(f"{name}={opt.default!r}{preset}{choice}{flag}")
+                     + (f"  [dim]{escape(opt.help)}[/]" if opt.help else ""))
     return "\n".join(lines)
 
 
