@@ -6,8 +6,9 @@ So the chain trains to 2 epochs, saves that pretraining under the cache key of `
 saves, ... — bit for bit the models fresh runs at each budget would give (tested), at the cost of the longest one.
 The probes are ordinary cells (`method@epochs=B × task`), so they are cached, tabulated and reused like any other.
 
-A method is *converged at budget B* when its probe scores at B and 2B differ by at most `tolerance` points or by
-less than the seed CI of their difference; the default budget is the smallest B of the study at which every
+A method is *converged at budget B* when its probe score at B agrees with those at 2B and every larger probed
+budget (within `tolerance` points, or within the seed CI of the paired difference) — so a plateau at chance before
+learning starts does not count; the default budget is the smallest B of the study at which every
 method is converged (one budget for all methods: a fair comparison).
 """
 from __future__ import annotations
@@ -131,19 +132,27 @@ def collect(results: Iterable[dict], methods: Sequence[str], budgets: Sequence[i
     return points
 
 
-def converged(points, method: str, budget: int, direction: str, tolerance: float = TOLERANCE) -> bool | None:
-    """Whether the score at `budget` is within `tolerance` (or the seed CI of the paired difference) of 2×budget;
-    None when 2×budget was not probed."""
-    a, b = points.get((method, budget, direction)), points.get((method, 2 * budget, direction))
-    if a is None or b is None:
-        return None
+def _close(a: Point, b: Point, tolerance: float) -> bool | None:
+    """Whether two budgets' scores agree: mean paired difference within `tolerance`, or (>= 3 seeds) within the
+    95 % CI of the paired difference."""
     seeds = sorted(set(a.values) & set(b.values))
     diffs = [b.values[s] - a.values[s] for s in seeds]
     if not diffs:
         return None
     gap = abs(stats.mean(diffs))
     ci = stats.ci_half_width(diffs) if len(diffs) > 2 else math.nan   # a 2-seed CI is too wide to mean "same"
-    return gap <= tolerance or (len(diffs) >= 3 and not math.isnan(ci) and gap <= ci)
+    return gap <= tolerance or (not math.isnan(ci) and gap <= ci)
+
+
+def converged(points, method: str, budget: int, direction: str, tolerance: float = TOLERANCE) -> bool | None:
+    """Whether the score at `budget` agrees with the score at 2×budget *and at every larger probed budget* (a
+    plateau at chance before learning starts is not convergence); None when 2×budget was not probed."""
+    here = points.get((method, budget, direction))
+    later = sorted(b for (m, b, d) in points if m == method and d == direction and b >= 2 * budget)
+    if here is None or (method, 2 * budget, direction) not in points:
+        return None
+    verdicts = [_close(here, points[(method, b, direction)], tolerance) for b in later]
+    return None if any(v is None for v in verdicts) else all(verdicts)
 
 
 def choose_budget(points, methods: Sequence[str], budgets: Sequence[int],

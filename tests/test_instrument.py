@@ -170,3 +170,9 @@ def test_cmcm_scale_restores_the_released_sharpness_at_any_width():
                                method.settings({**specs.registry.get("method", "cmcm").defaults()}))
     z = torch.randn(2, 10, 64)
     assert torch.allclose(model.quantizer.cmcm_logits(z), 2.0 * model.quantizer.distance_logits(z))
+
+
+def test_a_plateau_at_chance_before_learning_is_not_convergence():
+    pts = _points({("a", 2): [4, 4, 4], ("a", 4): [4.2, 4.1, 4.3], ("a", 8): [30, 31, 29]})
+    assert budget.converged(pts, "a", 2, "V->A") is False        # agrees with 4 but not with 8
+    assert budget.converged(pts, "a", 4, "V->A") is False
