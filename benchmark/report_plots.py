@@ -212,7 +212,7 @@ def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], d
                         label=m)
         ax.axhline(100 / 28, ls=":", color="grey", label="chance")
         if chosen:
-            ax.axvline(chosen, ls="--", color="black", lw=0.8, label=f"default ({chosen})")
+            ax.axvline(chosen, ls="--", color="black", lw=0.8, label=f"default budget ({chosen})")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(budgets), [str(b) for b in sorted(budgets)])
         ax.set_xlabel("pretraining epochs")

@@ -622,20 +622,23 @@ def missing_lines(bt: BuiltTable) -> list[str]:
 
 # --------------------------------------------------------------------------- renderers
 def to_long_csv(bt: BuiltTable) -> str:
-    """Canonical long format: one row per contributing cell × direction × metric."""
+    """Canonical long format: one row per contributing cell × direction × metric; `converged` is the cell's
+    pretraining convergence diagnostic (true / false; empty for training-free methods)."""
     rows = []
     for key, r in bt.used.items():
+        flag = (((r.get("diagnostics") or {}).get("training") or {}).get("converged"))
+        converged = "" if flag is None else str(bool(flag)).lower()
         for direction, values in (r.get("metrics") or {}).items():
             for metric, value in (values or {}).items():
                 v = _number(value)
                 if v is not None:
-                    rows.append((r["method"], r["task"], direction, metric, int(r["seed"]), v, key))
+                    rows.append((r["method"], r["task"], direction, metric, int(r["seed"]), v, key, converged))
     rows.sort(key=lambda x: (x[1], x[0], x[4], x[2], x[3]))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", "task", "direction", "metric", "seed", "value", "key"])
+    writer.writerow(["method", "task", "direction", "metric", "seed", "value", "key", "converged"])
     for row in rows:
-        writer.writerow([*row[:5], repr(row[5]), row[6]])
+        writer.writerow([*row[:5], repr(row[5]), *row[6:]])
     return buf.getvalue()
 
 

@@ -112,7 +112,7 @@ def test_t1_latex_compiles_structurally_and_equals_csv_means(t1_store, tmp_path)
     assert tex.index("\\end{tabular}") < tex.index("\\caption{") < tex.index("\\end{table}")
     with open(tmp_path / "t1.csv") as fh:
         long = list(csv.DictReader(fh))
-    assert set(long[0]) == {"method", "task", "direction", "metric", "seed", "value", "key"}
+    assert set(long[0]) == {"method", "task", "direction", "metric", "seed", "value", "key", "converged"}
     spec = tables.load_table("t1")
     rows = latex_rows(tex)
     checked = 0

@@ -97,9 +97,13 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(tables / f"{name}.csv", buf.getvalue())
-    verdict = (f"**Chosen default: {chosen} epochs** — the smallest budget at which every method's AVE V→A and A→A "
-               f"are within {budget.TOLERANCE:g} point (or the seed CI of the difference) of twice that budget."
-               if chosen else "**No budget of this study is converged for every method** (see the ✗ rows).")
+    from methods.base import SCALES
+    preset = SCALES["default"]["epochs"]
+    verdict = (f"**Converged default: {chosen} epochs** — the smallest budget at which every method's AVE V→A and "
+               f"A→A agree (within {budget.TOLERANCE:g} point, or the seed CI of the difference) with twice that "
+               f"budget and every larger one." if chosen else
+               "**No budget of this study is converged for every method** (see the ✗ rows).")
+    verdict += f" The `scale=default` preset trains {preset} epochs (`methods/base.py`)."
     lines = [f"# Budget study — AVE accuracy (%) after E pretraining epochs", "",
              f"World {world_label}; seeds {', '.join(map(str, seeds))}; mean ± 95% CI over seeds (t-interval; "
              f"none with one seed); chance 3.57 % (28 classes). One training run per method and seed, probed at "
@@ -115,5 +119,5 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "budgets": budgets, "seeds": seeds,
                                                             "world": world_label, "rows": rows}, indent=1))
     from ..report_plots import plot_budget_curves
-    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", chosen)
+    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", chosen or preset)
     console.print(markdown)
