@@ -120,8 +120,9 @@ def test_t1_latex_compiles_structurally_and_equals_csv_means(t1_store, tmp_path)
         cells = rows[tables.latex_escape(row.label)]
         per_seed_cols = []
         for col, cell in zip(spec.columns, cells):
+            direction = tables.mm_direction(col.directions[0]) if row.mm else col.directions[0]
             vals = {int(r["seed"]): float(r["value"]) for r in long if r["method"] == row.method
-                    and r["task"] == col.task and r["direction"] == col.directions[0] and r["metric"] == MAIN[col.task]}
+                    and r["task"] == col.task and r["direction"] == direction and r["metric"] == MAIN[col.task]}
             assert first_number(cell) == pytest.approx(round(sum(vals.values()) / len(vals), 2), abs=1e-9)
             per_seed_cols.append(vals)
             checked += 1
