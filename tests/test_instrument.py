@@ -176,3 +176,19 @@ def test_a_plateau_at_chance_before_learning_is_not_convergence():
     pts = _points({("a", 2): [4, 4, 4], ("a", 4): [4.2, 4.1, 4.3], ("a", 8): [30, 31, 29]})
     assert budget.converged(pts, "a", 2, "V->A") is False        # agrees with 4 but not with 8
     assert budget.converged(pts, "a", 4, "V->A") is False
+
+
+def test_a_world_whose_files_changed_is_regenerated(tmp_path, capsys):
+    """Files that no longer match the fingerprints recorded at generation are regenerated with one warning
+    (before: the changed file got a new fingerprint and cells were silently computed on it)."""
+    import shutil
+
+    from tasks.data.world import ensure_world
+    root = ensure_world("smoke", 0, tmp_path)
+    original = (root / "ave.h5").read_bytes()
+    other = ensure_world("smoke", 1, tmp_path)
+    shutil.copyfile(other / "ave.h5", root / "ave.h5")          # a valid file, but not this world's
+    again = ensure_world("smoke", 0, tmp_path)
+    assert again == root and (root / "ave.h5").read_bytes() == original
+    assert "changed since generation; regenerating" in capsys.readouterr().err
+    assert ensure_world("smoke", 0, tmp_path) == root               # and now it is quiet

@@ -155,21 +155,75 @@ def open_world(root: str | Path, scan_cache: str | Path | None = None) -> LocalW
     return LocalWorld(root, scan_cache=scan_cache)
 
 
+def _fingerprints(root: Path) -> dict[str, str]:
+    """Content fingerprint of every feature file of a world folder (what cell keys are made of)."""
+    out = {}
+    for path in sorted(root.glob("*.h5")):
+        ff = FeatureFile(path)
+        try:
+            out[path.stem] = ff.fingerprint
+        finally:
+            ff.close()
+    return out
+
+
+def _changed_files(root: Path) -> list[str]:
+    """Files whose fingerprint differs from the one recorded at generation (a legacy marker records none)."""
+    import json
+    try:
+        recorded = json.loads((root / COMPLETE).read_text()).get("fingerprints") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not recorded:
+        return []
+    try:
+        now = _fingerprints(root)
+    except Exception:          # noqa: BLE001 - an unreadable file is a changed file
+        return sorted(recorded)
+    return sorted(name for name in recorded if now.get(name) != recorded[name])
+
+
 def ensure_world(profile: str, seed: int, cache_root: str | Path,
                  progress: Callable[..., Iterable] | None = None) -> Path:
     """Generate the synthetic world `<cache_root>/<profile>-s<seed>/` once and return its path.
 
     Generation goes into a temp directory that is renamed into place with a `.complete` marker inside, under a
-    file lock, so concurrent callers wait for one generator and a killed one leaves no half world."""
-    from benchmark.store import file_lock
+    file lock, so concurrent callers wait for one generator and a killed one leaves no half world. The marker
+    records every file's fingerprint: a world whose files no longer match (edited, truncated, garbled) is
+    regenerated with a one-line warning instead of being keyed apart and silently computed on."""
+    import json
+
+    from benchmark.store import file_lock, warn
 
     from .synth import PROFILES, synthesize
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}' (known: {', '.join(PROFILES)})")
     cache_root = Path(cache_root)
     root = cache_root / f"{profile}-s{seed}"
-    if (root / COMPLETE).exists():
+    if (root / COMPLETE).exists() and not _changed_files(root):
         return root
+    with file_lock(cache_root / f".{root.name}.lock"):
+        if (root / COMPLETE).exists():
+            changed = _changed_files(root)
+            if not changed:
+                return root
+            warn(f"world {root}: {', '.join(f + '.h5' for f in changed)} changed since generation; regenerating")
+            (root / COMPLETE).unlink(missing_ok=True)
+        for stale in cache_root.glob(f".{root.name}.*.tmp"):   # a killed generator's half world (we hold the lock)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{root.name}.", suffix=".tmp"))
+        try:
+            synthesize(profile, seed, tmp, progress=progress)
+            (tmp / COMPLETE).write_text(json.dumps({"profile": profile, "seed": seed,
+                                                    "fingerprints": _fingerprints(tmp)}, indent=1))
+            if root.exists():  # a stale directory without the marker (e.g. copied by hand): replace it
+                shutil.rmtree(root)
+            os.replace(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return root
     with file_lock(cache_root / f".{root.name}.lock"):
         if (root / COMPLETE).exists():
             return root
