@@ -56,11 +56,31 @@ def _check_text(text: Any, what: str) -> str:
     return text
 
 
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside brackets and quotes, so list values survive: `a=1,b=[5,10]` -> `a=1`, `b=[5,10]`.
+    Unbalanced brackets are left to the value parser (which then reports the malformed value)."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
 def parse_overrides(text: str, where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if text == "":
         raise UserError(f"malformed spec '{where}': empty override list after '@'")
-    for part in text.split(","):
+    for part in split_top_level(text):
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or not key or not _NAME.match(key):
@@ -88,7 +108,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, (list, tuple)):
-        return "[" + ";".join(_fmt(v) for v in value) + "]"
+        return "[" + ",".join(_fmt(v) for v in value) + "]"   # round-trips: the parser splits outside brackets
     return str(value)
 
 

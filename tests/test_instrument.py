@@ -192,3 +192,12 @@ def test_a_world_whose_files_changed_is_regenerated(tmp_path, capsys):
     assert again == root and (root / "ave.h5").read_bytes() == original
     assert "changed since generation; regenerating" in capsys.readouterr().err
     assert ensure_world("smoke", 0, tmp_path) == root               # and now it is quiet
+
+
+def test_list_values_in_specs_parse_and_round_trip():
+    task = specs.parse_task("ave@lr_milestones=[5,10],epochs=12")
+    assert task.component.cfg["lr_milestones"] == [5, 10] and task.component.cfg["epochs"] == 12
+    again = specs.parse_task(task.canonical())
+    assert again.canonical() == task.canonical() and again.component.cfg == task.component.cfg
+    with pytest.raises(UserError):
+        specs.parse_task("ave@lr_milestones=[5,10")
