@@ -224,20 +224,3 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return root
-    with file_lock(cache_root / f".{root.name}.lock"):
-        if (root / COMPLETE).exists():
-            return root
-        for stale in cache_root.glob(f".{root.name}.*.tmp"):   # a killed generator's half world (we hold the lock)
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{root.name}.", suffix=".tmp"))
-        try:
-            synthesize(profile, seed, tmp, progress=progress)
-            (tmp / COMPLETE).write_text(f"{profile} seed {seed}\n")
-            if root.exists():  # a stale directory without the marker (e.g. copied by hand): replace it
-                shutil.rmtree(root)
-            os.replace(tmp, root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return root
