@@ -155,32 +155,43 @@ def open_world(root: str | Path, scan_cache: str | Path | None = None) -> LocalW
     return LocalWorld(root, scan_cache=scan_cache)
 
 
-def _fingerprints(root: Path) -> dict[str, str]:
-    """Content fingerprint of every feature file of a world folder (what cell keys are made of)."""
-    out = {}
-    for path in sorted(root.glob("*.h5")):
-        ff = FeatureFile(path)
-        try:
-            out[path.stem] = ff.fingerprint
-        finally:
-            ff.close()
-    return out
+def _fingerprint(path: Path) -> str:
+    ff = FeatureFile(path)
+    try:
+        return ff.fingerprint
+    finally:
+        ff.close()
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _record(root: Path) -> dict[str, dict]:
+    """Per feature file of a world folder: its content fingerprint (what cell keys are made of) and its
+    size + mtime, so that checking an unchanged world costs a stat per file, not a fingerprint pass."""
+    return {path.stem: {"fingerprint": _fingerprint(path), "stat": _stat(path)} for path in sorted(root.glob("*.h5"))}
 
 
 def _changed_files(root: Path) -> list[str]:
-    """Files whose fingerprint differs from the one recorded at generation (a legacy marker records none)."""
+    """Files whose fingerprint differs from the one recorded at generation (a legacy marker records none).
+    A file whose size and mtime are as recorded is taken as unchanged; only the others are fingerprinted."""
     import json
     try:
-        recorded = json.loads((root / COMPLETE).read_text()).get("fingerprints") or {}
+        recorded = json.loads((root / COMPLETE).read_text()).get("files") or {}
     except (OSError, ValueError, AttributeError):
         return []
-    if not recorded:
-        return []
-    try:
-        now = _fingerprints(root)
-    except Exception:          # noqa: BLE001 - an unreadable file is a changed file
-        return sorted(recorded)
-    return sorted(name for name in recorded if now.get(name) != recorded[name])
+    changed = []
+    for name, rec in sorted(recorded.items()):
+        path = root / f"{name}.h5"
+        try:
+            if _stat(path) == rec["stat"] or _fingerprint(path) == rec["fingerprint"]:
+                continue
+        except Exception:          # noqa: BLE001 - a missing or unreadable file is a changed file
+            pass
+        changed.append(name)
+    return changed
 
 
 def ensure_world(profile: str, seed: int, cache_root: str | Path,
@@ -215,8 +226,8 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
         tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{root.name}.", suffix=".tmp"))
         try:
             synthesize(profile, seed, tmp, progress=progress)
-            (tmp / COMPLETE).write_text(json.dumps({"profile": profile, "seed": seed,
-                                                    "fingerprints": _fingerprints(tmp)}, indent=1))
+            (tmp / COMPLETE).write_text(json.dumps({"profile": profile, "seed": seed, "files": _record(tmp)},
+                                                   indent=1))
             if root.exists():  # a stale directory without the marker (e.g. copied by hand): replace it
                 shutil.rmtree(root)
             os.replace(tmp, root)
