@@ -65,8 +65,7 @@ def run_chain(method: str, budgets: Sequence[int], seed: int, world, store: Stor
 
 def _chain_worker(payload: dict) -> list[dict]:
     """Pool worker: one chain, rebuilt from plain values."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
-    runner.set_threads(payload["threads"])
+    runner.worker_threads(payload["threads"])
     options = runner.Options(quiet=True, device=payload["device"], world=runner.WorldChoice(**payload["world"]))
     world = options.world.open()
     ctx = runner.make_context(options)
@@ -85,17 +84,13 @@ def run_chains(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[i
             rows += run_chain(method, budgets, seed, world, store, ctx)
             ui.advance(f"{method} seed {seed}")
         return rows
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
-    w = options.world
     rows = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with runner.spawn_pool(workers) as pool:
         futures = {pool.submit(_chain_worker, {
             "method": m, "budgets": list(budgets), "seed": s, "threads": threads, "device": options.device,
-            "store": str(Path(store.root).resolve()),
-            "world": {"profile": w.profile, "data": str(Path(w.data).resolve()) if w.data else None,
-                      "world_seed": w.world_seed, "cache_root": str(Path(w.cache_root).resolve())}}): (m, s)
+            "store": str(Path(store.root).resolve()), "world": runner.world_payload(options.world)}): (m, s)
             for m, s in jobs}
         for future in as_completed(futures):
             rows += future.result()

@@ -412,10 +412,25 @@ def run_local(cells: list[Cell], world, store: Store, options: Options, ui) -> l
     return outcomes
 
 
+def worker_threads(threads: int) -> None:
+    """First thing a pool worker does: its intra-op thread count (OpenMP too)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    set_threads(threads)
+
+
+def spawn_pool(workers: int):
+    """The process pool every parallel step uses: spawned workers that die with their parent (no orphans)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .executors import die_with_parent
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def _pool_worker(payload: dict) -> dict:
     """Runs in a child process: rebuild everything from strings (specs, paths) and run one cell."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))
-    set_threads(payload["threads"])
+    worker_threads(payload["threads"])
     options = Options(**{**payload["options"], "world": WorldChoice(**payload["world"])})
     world = options.world.open()
     cell = plan([payload["method"]], [payload["task"]], [payload["seed"]], world)[0]
@@ -451,14 +466,18 @@ def phases(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
     return first, rest
 
 
+def world_payload(world: WorldChoice) -> dict:
+    """A world choice as plain values with absolute paths (for `WorldChoice(**payload)` in a worker)."""
+    return {"profile": world.profile, "data": str(Path(world.data).resolve()) if world.data else None,
+            "world_seed": world.world_seed, "cache_root": str(Path(world.cache_root).resolve())}
+
+
 def worker_payload(cell: Cell, store: Store, options: Options, threads: int) -> dict:
     """Everything `_pool_worker` needs, as plain strings and numbers (specs travel canonical, paths absolute)."""
-    world = options.world
     return {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
             "store": str(Path(store.root).resolve()), "threads": threads,
             "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True, "threads": threads},
-            "world": {"profile": world.profile, "data": str(Path(world.data).resolve()) if world.data else None,
-                      "world_seed": world.world_seed, "cache_root": str(Path(world.cache_root).resolve())}}
+            "world": world_payload(options.world)}
 
 
 def outcome_of(cell: Cell, out: dict) -> Outcome:
@@ -467,13 +486,10 @@ def outcome_of(cell: Cell, out: dict) -> Outcome:
 
 def run_pool(cells: list[Cell], store: Store, options: Options, workers: int, ui) -> list[Outcome]:
     """One process per worker; cells sharing a pretraining serialise on its lock, others run in parallel."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
     outcomes, cells = answer_cached(cells, store, options, ui)
-    from .executors import die_with_parent
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    with spawn_pool(workers) as pool:
         for phase in phases(cells):
             futures = {pool.submit(_pool_worker, worker_payload(c, store, options, threads)): c for c in phase}
             for future in as_completed(futures):

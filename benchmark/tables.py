@@ -361,10 +361,15 @@ class CellStats:
     unconverged: bool = False    # a contributing pretraining did not pass its convergence diagnostic
 
 
+def converged_flag(result: dict | None) -> bool | None:
+    """A cell's pretraining convergence diagnostic: True / False, None for training-free methods."""
+    flag = (((result or {}).get("diagnostics") or {}).get("training") or {}).get("converged")
+    return None if flag is None else bool(flag)
+
+
 def unconverged(result: dict | None) -> bool:
     """Whether a cell's pretraining recorded `converged: false` (cells of training-free methods never are)."""
-    training = ((result or {}).get("diagnostics") or {}).get("training") or {}
-    return training.get("converged") is False
+    return converged_flag(result) is False
 
 
 @dataclass
@@ -626,8 +631,8 @@ def to_long_csv(bt: BuiltTable) -> str:
     pretraining convergence diagnostic (true / false; empty for training-free methods)."""
     rows = []
     for key, r in bt.used.items():
-        flag = (((r.get("diagnostics") or {}).get("training") or {}).get("converged"))
-        converged = "" if flag is None else str(bool(flag)).lower()
+        flag = converged_flag(r)
+        converged = "" if flag is None else str(flag).lower()
         for direction, values in (r.get("metrics") or {}).items():
             for metric, value in (values or {}).items():
                 v = _number(value)

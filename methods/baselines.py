@@ -89,13 +89,11 @@ class LinearPretrained(Pretrained):
 def sample_seconds(corpus, modalities, max_seconds: int, seed: int) -> dict[str, np.ndarray]:
     """Up to `max_seconds` paired per-second rows `{m: [S, C]}` from the corpus (whole clips, seeded order)."""
     rows: dict[str, list] = {m: [] for m in modalities}
-    taken = 0
     for batch in corpus.iter_batches(256, seed=seed, shuffle=True, modalities=modalities):
         for m in modalities:
             h = per_second(batch[m])
             rows[m].append(h.reshape(-1, h.shape[-1]))
-        taken += len(batch["index"]) * per_second(batch[modalities[0]]).shape[1]
-        if taken >= max_seconds:
+        if sum(len(r) for r in rows[modalities[0]]) >= max_seconds:
             break
     return {m: np.concatenate(v)[:max_seconds] for m, v in rows.items()}
 

@@ -147,7 +147,7 @@ def event_detection(n_out: int, protocol: str, batch_size: int, reference_select
         return {"f1": metrics.best_f1(y, logits)[1] if threshold == "val" else metrics.segment_prf(y, logits > 0)["f1"]}
     return Problem("frame", n_out, select, "f1",
                    balanced=balanced,
-                   tune=(lambda logits, y: metrics.best_f1_threshold(y, logits)) if threshold == "val" else None,
+                   tune=(lambda logits, y: metrics.best_f1(y, logits)[0]) if threshold == "val" else None,
                    report=detection_report)
 
 

@@ -67,11 +67,6 @@ def detection_floors(y_true: np.ndarray, exclude_background: bool = True) -> dic
             "chance_mAP": float(rates.mean() * 100.0) if rates.size else float("nan")}
 
 
-def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray, exclude_background: bool = True) -> float:
-    """The decision threshold on `scores` that maximises micro F1 over every (second, class) decision."""
-    return best_f1(y_true, scores, exclude_background)[0]
-
-
 def best_f1(y_true: np.ndarray, scores: np.ndarray, exclude_background: bool = True) -> tuple[float, float]:
     """(threshold, micro F1 %) at the best single threshold on `scores`: sort the scores once, F1 at every cut
     from the cumulative true positives, the threshold halfway to the next distinct score."""

@@ -42,8 +42,7 @@ def _validate(args) -> None:
         raise UserError("--epochs needs at least two budgets (convergence compares a budget with twice it)")
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    if any(s < 0 for s in (args.seeds or [0])):
-        raise UserError(f"--seeds must be integers >= 0, got {args.seeds}")
+    specs.check_seeds(args.seeds or [0])
     for m in args.method:
         budget.with_epochs(m, 1)        # every spec parses and has a budget
         if specs.parse_method(m).refiners:
