@@ -1,28 +1,40 @@
 """Registries of methods, refiners and tasks, discovered from YAML cards beside their code.
 
-Each entry is one `<name>.yaml` in `methods/`, `tasks/` (or `benchmark/builtin/` for the test-only toys):
+Each entry is one `<name>.yaml` in `methods/`, `tasks/` (or `benchmark/builtin/` for the test-only toys), or in
+a folder added with `include_path` (`--include-path DIR`, `$UNIBENCH_INCLUDE_PATH`, or an installed plugin's
+`unibench.methods` / `unibench.tasks` entry point naming a package whose folder holds its cards):
 
+    include: _codebook      # optional: a base card (path relative to this card's folder, or a base card's name)
     name: dcid
     kind: method            # method | refiner | task
     entry: methods.dcid:DCID   # imported only when the entry is used, so `ls` never imports torch
     version: 1              # bump to invalidate every cached cell of this entry
     discrete: true          # methods only
+    datasets: [ave]         # tasks only: the world files it reads (part of the cell key via the fingerprint)
     summary: one line for `ls`
     options:                # every config key with its default (type taken from the default)
       scale: {default: default, choices: [default, paper], help: "widths/epochs preset"}
       only1: {default: false, inference_only: true}   # not part of the pretraining cache key
 
+A card's keys override its base's; `options` merge per option (a local `epochs: {help: ...}` keeps the base's
+default). Files whose name starts with `_` are base cards: included, never registered. The registry, not the
+class, is where `name`, `entry`, `datasets` and `needs_pretrained` live: `Entry.load` sets them on the object.
 Adding a method or task = adding its `.py` and its `.yaml`; nothing else is edited.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
+import importlib.util
 import math
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -34,6 +46,9 @@ SEARCH_DIRS = {
     "refiner": [ROOT / "methods", ROOT / "benchmark" / "builtin"],
     "task": [ROOT / "tasks", ROOT / "benchmark" / "builtin"],
 }
+INCLUDE_ENV = "UNIBENCH_INCLUDE_PATH"     # extra card folders, os.pathsep-separated (inherited by worker processes)
+ENTRY_POINT_GROUPS = ("unibench.methods", "unibench.tasks")
+BASE_PREFIX = "_"                         # `_codebook.yaml`: a base card, only ever included
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
 MAX_VALUE_CHARS = 200      # longest string / list rendering an option value may have
 MAX_LIST_ITEMS = 64
@@ -155,16 +170,39 @@ class Entry:
             raise UserError(f"{self.kind} '{self.name}': invalid options ({type(exc).__name__}: {exc})"[:500]) \
                 from None
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Tasks: the world files `evaluate` opens (they enter the cell key through the data fingerprint)."""
+        return tuple(self.extra.get("datasets") or ())
+
+    @property
+    def needs_pretrained(self) -> bool:
+        return bool(self.extra.get("needs_pretrained", True))
+
     def load(self):
-        """Import and instantiate the implementation (may import torch)."""
+        """Import and instantiate the implementation (may import torch); the card's facts are set on it."""
         module_name, _, attr = self.entry.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # an optional dependency is missing: say which
-            raise UserError(f"{self.kind} '{self.name}' needs module '{exc.name}' (pip install it)") from exc
+        module = _import(module_name, self.path.parent, f"{self.kind} '{self.name}'")
         obj = getattr(module, attr)()
-        obj.name = self.name
+        obj.name, obj.entry = self.name, self.entry
+        if self.kind == "method":
+            obj.discrete = self.discrete
+        if self.kind == "task":
+            obj.datasets, obj.needs_pretrained = self.datasets, self.needs_pretrained
         return obj
+
+
+def _import(module_name: str, card_dir: Path, owner: str):
+    """Import an entry's module; a card from an include folder may name a module that sits beside it."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        if exc.name != top or str(card_dir) in sys.path or not (
+                (card_dir / f"{top}.py").exists() or (card_dir / top / "__init__.py").exists()):
+            raise UserError(f"{owner} needs module '{exc.name}' (pip install it)") from exc
+    sys.path.append(str(card_dir))
+    return importlib.import_module(module_name)
 
 
 def _suggest(name: str, known) -> str:
@@ -172,17 +210,74 @@ def _suggest(name: str, known) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _parse_card(path: Path) -> Entry:
+def _read_yaml(path: Path) -> dict:
     try:
         card = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read card {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"bad YAML in {path}: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(card, dict) or "name" not in card or "kind" not in card or "entry" not in card:
+    if not isinstance(card, dict):
+        raise UserError(f"{path}: a registry card must be a mapping of keys")
+    return card
+
+
+def _option_spec(spec: Any) -> dict:
+    """`lr: 0.1` is shorthand for `lr: {default: 0.1}`."""
+    return dict(spec) if isinstance(spec, dict) else {"default": spec}
+
+
+def _find_base(name: str, card_dir: Path) -> Path:
+    """`include:` target: a path relative to the including card's folder, else a base card's name in any
+    search folder (`_codebook` finds `methods/_codebook.yaml`, also from a plugin's card)."""
+    names = [name] if name.endswith((".yaml", ".yml")) else [name, f"{name}.yaml"]
+    candidates = [card_dir / n for n in names]
+    if "/" not in name:
+        candidates += [d / n for kind in SEARCH_DIRS for d in search_dirs(kind) for n in names]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    raise UserError(f"{card_dir}: include '{name}' not found (a path relative to the card, or a base card's name)")
+
+
+def _load_card(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The card with its `include:` chain resolved: base keys first, the card's own keys over them, `options`
+    merged option by option (a local option's keys over the base option's)."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise UserError(f"{chain[0]}: include cycle {cycle}")
+    card = _read_yaml(path)
+    includes = card.pop("include", None) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise UserError(f"{path}: 'include' must be a card name or a list of them")
+    merged: dict = {}
+    for name in includes:
+        base = _load_card(_find_base(name, path.parent), (*chain, path))
+        merged = _merge(merged, base)
+    return _merge(merged, card)
+
+
+def _merge(base: dict, local: dict) -> dict:
+    out = {**base, **{k: v for k, v in local.items() if k != "options"}}
+    if "options" in base or "options" in local:
+        options = {k: _option_spec(v) for k, v in (base.get("options") or {}).items()}
+        for key, spec in (local.get("options") or {}).items():
+            options[key] = {**options.get(key, {}), **_option_spec(spec)}
+        out["options"] = options
+    return out
+
+
+def _parse_card(path: Path) -> Entry:
+    card = _load_card(path)
+    if "name" not in card or "kind" not in card or "entry" not in card:
         raise UserError(f"{path}: a registry card needs keys 'name', 'kind', 'entry'")
     options = {}
     for key, spec in (card.get("options") or {}).items():
-        if not isinstance(spec, dict) or "default" not in spec:
-            spec = {"default": spec}
+        if "default" not in spec:
+            raise UserError(f"{path}: option '{key}' has no default (nor does a base card give one)")
         choices = spec.get("choices")
         options[key] = Option(key, spec["default"], tuple(choices) if choices is not None else None,
                               str(spec.get("help", "")), spec.get("type"), bool(spec.get("inference_only", False)),
@@ -194,12 +289,73 @@ def _parse_card(path: Path) -> Entry:
                  extra={k: v for k, v in card.items() if k not in known})
 
 
+# --------------------------------------------------------------------------- where cards are looked for
+def include_paths() -> list[Path]:
+    """Card folders beyond the package's: `$UNIBENCH_INCLUDE_PATH` (which `include_path` extends, so spawned
+    workers see the same registry), then the folders of installed plugins' entry points."""
+    env = [Path(p) for p in os.environ.get(INCLUDE_ENV, "").split(os.pathsep) if p]
+    return list(dict.fromkeys([*env, *_plugin_dirs()]))
+
+
+@lru_cache(maxsize=1)
+def _plugin_dirs() -> tuple[Path, ...]:
+    """Folders of the packages named by `unibench.methods` / `unibench.tasks` entry points (not imported)."""
+    found = []
+    for group in ENTRY_POINT_GROUPS:
+        for point in importlib.metadata.entry_points(group=group):
+            module = point.value.partition(":")[0]
+            try:
+                spec = importlib.util.find_spec(module)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or not (spec.submodule_search_locations or spec.origin):
+                raise UserError(f"plugin entry point '{point.name}' ({group}) names module '{module}', "
+                                f"which is not importable")
+            found.append(Path(next(iter(spec.submodule_search_locations or []), None)
+                              or Path(spec.origin).parent))
+    return tuple(found)
+
+
+def search_dirs(kind: str) -> list[Path]:
+    return [*SEARCH_DIRS[kind], *include_paths()]
+
+
+def add_include_path(dirs: Iterable[str | Path]) -> None:
+    """Add card folders for this process and the workers it spawns (`--include-path DIR`, repeatable)."""
+    added = []
+    for directory in dirs:
+        path = Path(directory).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(f"--include-path '{directory}' is not a directory")
+        added.append(str(path))
+    if added:
+        current = [p for p in os.environ.get(INCLUDE_ENV, "").split(os.pathsep) if p]
+        os.environ[INCLUDE_ENV] = os.pathsep.join(dict.fromkeys([*current, *added]))
+        entries.cache_clear()
+
+
+@contextmanager
+def include_path(*dirs: str | Path) -> Iterator[None]:
+    """`add_include_path` for a `with` block (tests, notebooks): the registry is as before afterwards."""
+    before = os.environ.get(INCLUDE_ENV)
+    try:
+        add_include_path(dirs)
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(INCLUDE_ENV, None)
+        else:
+            os.environ[INCLUDE_ENV] = before
+        entries.cache_clear()
+
+
 @lru_cache(maxsize=None)
-def entries(kind: str) -> dict[str, Entry]:
-    """All registered entries of one kind, by name (YAML only: no implementation import)."""
+def _entries(kind: str, dirs: tuple[Path, ...]) -> dict[str, Entry]:
     found: dict[str, Entry] = {}
-    for directory in SEARCH_DIRS[kind]:
-        for path in sorted(directory.glob("*.yaml")):
+    for directory in dirs:
+        for path in sorted(Path(directory).glob("*.yaml")):
+            if path.name.startswith(BASE_PREFIX):
+                continue
             card = _parse_card(path)
             if card.kind != kind:
                 continue
@@ -207,6 +363,20 @@ def entries(kind: str) -> dict[str, Entry]:
                 raise UserError(f"duplicate {kind} '{card.name}' in {path} and {found[card.name].path}")
             found[card.name] = card
     return found
+
+
+def entries(kind: str) -> dict[str, Entry]:
+    """All registered entries of one kind, by name (YAML only: no implementation import)."""
+    return _entries(kind, tuple(search_dirs(kind)))
+
+
+def _cache_clear() -> None:
+    """Forget parsed cards and plugin folders (after editing a card, installing a plugin, or in tests)."""
+    _entries.cache_clear()
+    _plugin_dirs.cache_clear()
+
+
+entries.cache_clear = _cache_clear   # type: ignore[attr-defined]
 
 
 def get(kind: str, name: str) -> Entry:
