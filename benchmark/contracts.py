@@ -111,7 +111,8 @@ class Pretrained:
 class Method:
     """A registered pretraining method. `cfg` is the resolved config (YAML defaults merged with overrides)."""
 
-    name: str = ""
+    name: str = ""       # name, entry and discrete are set by the registry from the card (`Entry.load`)
+    entry: str = ""
     discrete: bool = True
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
@@ -150,7 +151,8 @@ class World(Protocol):
 
 
 class Task:
-    """A registered downstream task. `datasets` names the files of the world it reads (for the fingerprint).
+    """A registered downstream task. `datasets` names the files of the world it reads (for the fingerprint);
+    it, `name`, `entry` and `needs_pretrained` are set by the registry from the card (`Entry.load`).
 
     `evaluate` trains heads on the source modality's train split, selects on its val split, and reports on the
     target modality's test split. Returns `{direction: {metric: value}}`, directions like "V->A", "A->V", "V->V".
@@ -158,10 +160,11 @@ class Task:
     """
 
     name: str = ""
+    entry: str = ""
     datasets: tuple[str, ...] = ()
     main_metric: str = ""
     higher_is_better: Mapping[str, bool] = {}
-    needs_pretrained: bool = True   # False for self-contained tasks (toc_recon trains its own VQ-VAE)
+    needs_pretrained: bool = True   # card `needs_pretrained: false`: self-contained (toc_recon trains its own VQ-VAE)
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
         """Raise UserError for config values the task cannot run with."""

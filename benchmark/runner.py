@@ -77,12 +77,9 @@ class Cell:
 
 
 def task_datasets(task: specs.TaskSpec) -> tuple[tuple[str, ...], bool]:
-    """(datasets the task reads, whether it needs a pretrained model): from the card if it says, else the class."""
-    extra = task.component.entry.extra
-    if "datasets" in extra:
-        return tuple(extra["datasets"]), bool(extra.get("needs_pretrained", True))
-    impl = task.component.entry.load()
-    return tuple(impl.datasets), bool(getattr(impl, "needs_pretrained", True))
+    """(datasets the task reads, whether it needs a pretrained model), as its card states them."""
+    entry = task.component.entry
+    return entry.datasets, entry.needs_pretrained
 
 
 def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable[int], world) -> list[Cell]:

@@ -317,8 +317,6 @@ class CodebookPretrained(Pretrained):
 class CodebookMethod(Method):
     """Build → train (shared loop) → diagnose → `CodebookPretrained`. Subclasses implement `build_model`."""
 
-    discrete = True
-    entry = ""                       # "module:Class" so a saved model can be rebuilt without the registry
     scales: Mapping[str, dict] = SCALES
     min_modalities = 2
     pretrained_class: type = CodebookPretrained   # a subclass where encode/codebooks differ (concat, continuous)

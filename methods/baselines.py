@@ -118,7 +118,6 @@ def cca(x: np.ndarray, y: np.ndarray, dim: int, reg: float) -> tuple[np.ndarray,
 class LinearBaseline(Method):
     """Fits (or fixes) the per-modality maps; nothing is trained by gradient descent."""
 
-    discrete = False
     kind = ""          # chance | raw | cca
 
     def validate(self, cfg: Mapping[str, Any]) -> None:

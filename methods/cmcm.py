@@ -44,7 +44,6 @@ class CMCMModel(BranchedModel):
 
 
 class CMCM(CodebookMethod):
-    entry = "methods.cmcm:CMCM"
 
     def build_model(self, shapes, settings) -> CMCMModel:
         return CMCMModel(shapes, settings)

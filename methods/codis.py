@@ -152,7 +152,6 @@ class CODISModel(BranchedModel):
 
 
 class CODIS(CodebookMethod):
-    entry = "methods.codis:CODIS"
     scales = CODIS_SCALES
 
     def validate(self, cfg: Mapping[str, Any]) -> None:

@@ -93,7 +93,6 @@ class DCIDModel(BranchedModel):
 
 
 class DCID(CodebookMethod):
-    entry = "methods.dcid:DCID"
 
     def check_shapes(self, shapes, settings) -> None:
         steps = next(iter(shapes.values()))[0]

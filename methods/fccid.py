@@ -131,7 +131,6 @@ class FCCIDModel(nn.Module):
 
 
 class FCCID(CodebookMethod):
-    entry = "methods.fccid:FCCID"
     scales = FCCID_SCALES
     min_modalities = 3
 

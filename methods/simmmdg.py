@@ -248,10 +248,8 @@ class ContinuousPretrained(CodebookPretrained):
 
 
 class SimMMDG(CodebookMethod):
-    entry = "methods.simmmdg:SimMMDG"
     scales = SIMMMDG_SCALES
     pretrained_class = ContinuousPretrained
-    discrete = False
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
         super().validate(cfg)

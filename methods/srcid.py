@@ -150,7 +150,6 @@ class SRCIDPretrained(ConcatPretrained):
 
 
 class SRCID(CodebookMethod):
-    entry = "methods.srcid:SRCID"
     scales = SRCID_SCALES
     pretrained_class = SRCIDPretrained
 

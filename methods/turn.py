@@ -145,7 +145,6 @@ class TURNModel(BranchedModel):
 
 
 class TURN(CodebookMethod):
-    entry = "methods.turn:TURN"
     scales = TURN_SCALES
     pretrained_class = ConcatPretrained
 

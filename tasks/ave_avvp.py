@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.contracts import Task, UserError
+from benchmark.contracts import UserError
 
-from .common import FeatureCache, parse_directions, sources
-from .heads import Labeled, check_head_options, event_detection, transfer
-
-DIRECTIONS = ("V->A", "A->V", "V->V", "A->A")
+from .common import FeatureCache
+from .heads import HeadTask, Labeled, event_detection
 
 
 def restrict(frames: np.ndarray, columns: list[int]) -> np.ndarray:
@@ -27,15 +25,10 @@ def restrict(frames: np.ndarray, columns: list[int]) -> np.ndarray:
     return np.concatenate([events, background], axis=-1)
 
 
-class AVEtoAVVP(Task):
-    datasets = ("ave", "avvp")
+class AVEtoAVVP(HeadTask):
     main_metric = "f1"
     higher_is_better = {"f1": True, "precision": True, "recall": True, "mAP": True}
     reference_select = "f1"   # ave_avvp.sh keeps the epoch of best F1
-
-    def validate(self, cfg):
-        check_head_options(cfg, self.name or "ave_avvp")
-        parse_directions(cfg["directions"], DIRECTIONS, self.name or "ave_avvp")
 
     def evaluate(self, pretrained, world, cfg, seed, ctx):
         ave, avvp = world.open("ave"), world.open("avvp")
@@ -62,11 +55,4 @@ class AVEtoAVVP(Task):
             return Labeled(cache.get(avvp, "avvp", modality, "test").x[test_keep],
                            avvp_frames[modality][test][test_keep])
 
-        directions = parse_directions(cfg["directions"], DIRECTIONS, "ave_avvp")
-        out = {}
-        for src, group in sources(directions).items():
-            val = source(src, "val") if cfg["protocol"] == "clean" else None
-            targets = {d.label: target(d.target) for d in group}
-            out.update(transfer(source(src, "train"), val, targets, problem, cfg, seed, ctx,
-                                name=f"ave_avvp/{src}"))
-        return {d.label: out[d.label] for d in directions}
+        return self.transfer_all(cfg, seed, ctx, problem, source, target)

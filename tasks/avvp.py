@@ -18,23 +18,14 @@ with BCE alone, so `reference` isolates the evaluation choices.
 """
 from __future__ import annotations
 
-from benchmark.contracts import Task
-
-from .common import FeatureCache, parse_directions, sources
-from .heads import Labeled, check_head_options, event_detection, transfer
-
-DIRECTIONS = ("V->A", "A->V", "V->V", "A->A")
+from .common import FeatureCache
+from .heads import HeadTask, Labeled, event_detection
 
 
-class AVVP(Task):
-    datasets = ("avvp",)
+class AVVP(HeadTask):
     main_metric = "f1"
     higher_is_better = {"f1": True, "precision": True, "recall": True, "mAP": True}
     reference_select = "precision"   # avvp.sh keeps the epoch of best precision ("accuracy" in the paper)
-
-    def validate(self, cfg):
-        check_head_options(cfg, self.name or "avvp")
-        parse_directions(cfg["directions"], DIRECTIONS, self.name or "avvp")
 
     def evaluate(self, pretrained, world, cfg, seed, ctx):
         ff = world.open("avvp")
@@ -46,10 +37,4 @@ class AVVP(Task):
         def labeled(modality, split):
             return Labeled(cache.get(ff, "avvp", modality, split).x, labels[modality][ff.split(split)])
 
-        directions = parse_directions(cfg["directions"], DIRECTIONS, "avvp")
-        out = {}
-        for src, group in sources(directions).items():
-            val = labeled(src, "val") if cfg["protocol"] == "clean" else None
-            targets = {d.label: labeled(d.target, "test") for d in group}
-            out.update(transfer(labeled(src, "train"), val, targets, problem, cfg, seed, ctx, name=f"avvp/{src}"))
-        return {d.label: out[d.label] for d in directions}
+        return self.transfer_all(cfg, seed, ctx, problem, labeled, lambda modality: labeled(modality, "test"))

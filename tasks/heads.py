@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.contracts import RunContext, UserError
+from benchmark.contracts import RunContext, Task, UserError
 
 from . import metrics
+from .common import parse_directions, sources
 
 PREDICT_BATCH = 4096
 
@@ -261,3 +262,29 @@ def transfer(train: Labeled, val: Labeled | None, targets: Mapping[str, Labeled]
         notes[name]["threshold_logit"] = threshold if math.isfinite(threshold) else None
         score = problem.report(threshold)
     return {d: score(predict(head, t.x, device), t.y) for d, t in targets.items()}
+
+
+# --------------------------------------------------------------------------- the task base
+class HeadTask(Task):
+    """A task that trains one head per source modality and reports it on each target (ave, avvp, ave_avvp,
+    ucf_vgg): the option checks and the source -> targets loop live here; a subclass only says how to read its
+    labelled splits and which `Problem` it poses. Its card includes `tasks/_head.yaml`."""
+
+    directions: tuple[str, ...] = ("V->A", "A->V", "V->V", "A->A")
+
+    def validate(self, cfg):
+        check_head_options(cfg, self.name)
+        parse_directions(cfg["directions"], self.directions, self.name)
+
+    def transfer_all(self, cfg, seed: int, ctx: RunContext, problem: Problem,
+                     source: Callable[[str, str], Labeled], target: Callable[[str], Labeled]) -> dict[str, dict]:
+        """`{direction: metrics}` in the order asked: per source modality, a head trained on `source(m, "train")`,
+        selected on `source(m, "val")` (clean protocol), scored on `target(m')` for each of its directions."""
+        directions = parse_directions(cfg["directions"], self.directions, self.name)
+        out = {}
+        for src, group in sources(directions).items():
+            val = source(src, "val") if cfg["protocol"] == "clean" else None
+            targets = {d.label: target(d.target) for d in group}
+            out.update(transfer(source(src, "train"), val, targets, problem, cfg, seed, ctx,
+                                name=f"{self.name}/{src}"))
+        return {d.label: out[d.label] for d in directions}

@@ -42,15 +42,14 @@ def normalized(x: np.ndarray) -> np.ndarray:
 
 
 class Retrieval(Task):
-    datasets = ("retrieval_vt", "retrieval_at", "retrieval_av")
     main_metric = "mean_r"
     higher_is_better = {"R@1": True, "R@5": True, "R@10": True, "mean_r": True}
 
     def validate(self, cfg):
-        parse_directions(cfg["directions"], DIRECTIONS, self.name or "retrieval")
+        parse_directions(cfg["directions"], DIRECTIONS, self.name)
 
     def evaluate(self, pretrained, world, cfg, seed, ctx):
-        directions = parse_directions(cfg["directions"], DIRECTIONS, "retrieval")
+        directions = parse_directions(cfg["directions"], DIRECTIONS, self.name)
         cache = FeatureCache(pretrained, ctx)
         out: dict[str, dict[str, float]] = {}
         done: dict[str, list[str]] = {}

@@ -18,7 +18,7 @@ Sizes. The paper uses a 128×128 codebook on CelebA-HQ 256×256. Digits are 8×8
 grid, so the default keeps 128 codes but halves the width to D = 64 (a multiple of 8, so every ratio k/8 keeps a
 whole number of dims); `dim=128` gives the paper's exact codebook shape (about 1.5× slower).
 
-The task is self-contained (`needs_pretrained = False`, no feature files): it ignores `pretrained` and is meant
+The task is self-contained (its card says `needs_pretrained: false`, `datasets: []`): it ignores `pretrained` and is meant
 to run as `run --method vqvae --task toc_recon`. A PNG like Fig. 3 is written into `ctx.artifacts`.
 """
 from __future__ import annotations
@@ -73,8 +73,6 @@ def masked_mse(model, quantized: torch.Tensor, images: torch.Tensor, kept, fill:
 
 
 class TOCRecon(Task):
-    datasets = ()
-    needs_pretrained = False
     main_metric = "mse_toc"
     higher_is_better = {"mse_toc": False, "mse_random": False, "count": True}
 

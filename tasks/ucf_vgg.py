@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.contracts import Task, UserError
+from benchmark.contracts import UserError
 
-from .common import FeatureCache, parse_directions, sources
-from .heads import Labeled, check_head_options, classification, transfer
-
-DIRECTIONS = ("V->A", "A->V", "V->V", "A->A")
+from .common import FeatureCache
+from .heads import HeadTask, Labeled, classification
 FILES = {"video": "ucf", "audio": "vgg"}
 
 
@@ -25,14 +23,9 @@ def shared_labels(clip: np.ndarray, classes: list[str], shared: list[str]) -> np
     return lookup[np.where(clip >= 0, clip, len(classes))]
 
 
-class UCFtoVGG(Task):
-    datasets = ("ucf", "vgg")
+class UCFtoVGG(HeadTask):
     main_metric = "acc"
     higher_is_better = {"acc": True}
-
-    def validate(self, cfg):
-        check_head_options(cfg, self.name or "ucf_vgg")
-        parse_directions(cfg["directions"], DIRECTIONS, self.name or "ucf_vgg")
 
     def evaluate(self, pretrained, world, cfg, seed, ctx):
         files = {m: world.open(name) for m, name in FILES.items()}
@@ -50,11 +43,4 @@ class UCFtoVGG(Task):
             keep = y >= 0
             return Labeled(cache.get(ff, FILES[modality], modality, split).x[keep], y[keep])
 
-        directions = parse_directions(cfg["directions"], DIRECTIONS, "ucf_vgg")
-        out = {}
-        for src, group in sources(directions).items():
-            val = labeled(src, "val") if cfg["protocol"] == "clean" else None
-            targets = {d.label: labeled(d.target, "test") for d in group}
-            out.update(transfer(labeled(src, "train"), val, targets, problem, cfg, seed, ctx,
-                                name=f"ucf_vgg/{src}"))
-        return {d.label: out[d.label] for d in directions}
+        return self.transfer_all(cfg, seed, ctx, problem, labeled, lambda modality: labeled(modality, "test"))

@@ -63,7 +63,6 @@ class TinyPretrained(Pretrained):
 
 
 class TinyMethod(Method):
-    discrete = True
 
     def pretrain(self, corpus, cfg, seed, ctx):
         if cfg["fail"]:
@@ -93,7 +92,6 @@ class TinyMethod(Method):
 
 
 class TinyTask(Task):
-    datasets = ("ave",)
     main_metric = "acc"
     higher_is_better = {"acc": True}
 

@@ -21,14 +21,26 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _resolved(entry: registry.Entry) -> dict:
-    """What the null defaults resolve to (the scale preset), for entries whose code resolves presets; the one
-    place the numbers live is the code (`methods/base.py` SCALES and each family's preset), so `ls -v` reads it."""
+def _resolved(entry: registry.Entry) -> dict[str, dict]:
+    """{scale: settings} -- what the null defaults resolve to under each scale preset, for entries whose code
+    resolves presets; the one place the numbers live is the code (`methods/base.py` SCALES and each family's
+    presets), so `ls -v` reads it (the default scale first)."""
     if entry.kind != "method":
         return {}
-    impl = entry.load()
-    resolve = getattr(impl, "settings", None)
-    return resolve(entry.defaults()) if resolve is not None else {}
+    resolve = getattr(entry.load(), "settings", None)
+    if resolve is None:
+        return {}
+    scale = entry.options.get("scale")
+    scales = [scale.default, *(c for c in scale.choices or () if c != scale.default)] if scale else [None]
+    return {s: resolve({**entry.defaults(), **({"scale": s} if s else {})}) for s in scales}
+
+
+def _preset_text(name: str, resolved: dict[str, dict]) -> str:
+    values = [(scale, settings.get(name)) for scale, settings in resolved.items()]
+    if not values or values[0][1] is None:
+        return ""
+    others = [f"{scale}: {value!r}" for scale, value in values[1:] if value != values[0][1]]
+    return f" → {values[0][1]!r}" + (f" ({', '.join(others)})" if others else "")
 
 
 def _option_text(entry: registry.Entry) -> str:
@@ -37,7 +49,7 @@ def _option_text(entry: registry.Entry) -> str:
     for name, opt in entry.options.items():
         choice = f" ∈ {{{', '.join(map(str, opt.choices))}}}" if opt.choices else ""
         flag = " (inference only)" if opt.inference_only else ""
-        preset = f" → {resolved[name]!r}" if opt.default is None and resolved.get(name) is not None else ""
+        preset = _preset_text(name, resolved) if opt.default is None else ""
         lines.append(escape(f"{name}={opt.default!r}{preset}{choice}{flag}")
                      + (f"  [dim]{escape(opt.help)}[/]" if opt.help else ""))
     return "\n".join(lines)
