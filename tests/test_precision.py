@@ -22,7 +22,7 @@ from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {"audio": (6, 12), "video": (6, 3, 3, 16), "text": (6, 20)}
-METHODS = ["cmcm", "dcid", "codis", "turn", "simmmdg", "fccid", "srcid"]
+METHODS = sorted(n for n, e in registry.entries("method").items() if "dtype" in e.options)   # the shared trainer's
 BF16_CPU = precision.probe("bf16-mixed", "cpu")   # None, or what this CPU lacks for a bf16 LSTM
 needs_bf16_lstm = pytest.mark.skipif(BF16_CPU is not None, reason=f"bf16-mixed on this CPU: {BF16_CPU}")
 

@@ -1,0 +1,200 @@
+"""The registry's contract, checked on every entry it finds (issue 16): a new method, refiner or task is tested
+here the moment its card exists -- and on a throwaway method and task written to a temp folder, which shows that
+an entry is one `.py` plus one card that includes a base card, found through `registry.include_path`."""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from benchmark import registry
+from benchmark.contracts import UserError
+from conftest import perfect_encoder
+from contract_checks import (check_deterministic, check_method_keys, check_pretrained, check_refiner, check_task,
+                             paired_corpus, pretrainable, smoke_pretrain, SMOKE)
+
+METHODS = sorted(registry.entries("method"))
+REFINERS = sorted(registry.entries("refiner"))
+TASKS = sorted(registry.entries("task"))
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return paired_corpus(n=40)[0]
+
+
+@pytest.fixture(scope="session")
+def smoke(corpus):
+    """One smoke pretraining per method for the whole session, shared by every check that needs one."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            entry = registry.get("method", name)
+            if not pretrainable(entry):
+                pytest.skip(f"{name} has no corpus pretraining (only_tasks: {entry.extra['only_tasks']})")
+            cache[name] = smoke_pretrain(entry, corpus, over=SMOKE)
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_smoke_pretraining_meets_the_contract(name, smoke, corpus, tmp_path):
+    entry = registry.get("method", name)
+    first = smoke(name)
+    check_pretrained(entry, first, corpus, tmp_path / "model")
+    check_deterministic(entry, first, corpus)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_options_reach_the_keys(name):
+    check_method_keys(registry.get("method", name))
+
+
+@pytest.mark.parametrize("name", REFINERS)
+def test_refiner_is_training_free_and_deterministic(name, smoke, corpus):
+    check_refiner(registry.get("refiner", name), smoke("tinymethod"), corpus)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_task_smoke_evaluation_meets_the_contract(name, tiny_world, tmp_path):
+    check_task(registry.get("task", name), tiny_world, perfect_encoder(), tmp_path)
+
+
+# --------------------------------------------------------------------------- cards
+def test_base_cards_are_included_never_registered():
+    names = {n for kind in ("method", "refiner", "task") for n in registry.entries(kind)}
+    assert not any(n.startswith("_") for n in names)
+    dcid, ave = registry.get("method", "dcid"), registry.get("task", "ave")
+    assert dcid.options["dtype"].default == "float32" and "float64" in dcid.options["dtype"].choices   # _pretrained
+    assert dcid.options["dtype"].help.endswith("(the release ran float64)")        # a local help over the base's
+    assert ave.options["lr_milestones"].default == [10, 20, 30]                    # _head
+
+
+def _card(tmp_path, name, text):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_include_cycles_and_missing_bases_are_user_errors(tmp_path):
+    _card(tmp_path, "_a", "include: _b.yaml\n")
+    _card(tmp_path, "_b", "include: _a.yaml\n")
+    _card(tmp_path, "loop", "include: _a\nname: loop\nkind: task\nentry: x:Y\n")
+    with registry.include_path(tmp_path), pytest.raises(UserError, match="include cycle .*_a.yaml -> _b.yaml"):
+        registry.entries("task")
+    (tmp_path / "loop.yaml").write_text("include: _nowhere\nname: loop\nkind: task\nentry: x:Y\n")
+    with registry.include_path(tmp_path), pytest.raises(UserError, match="include '_nowhere' not found"):
+        registry.entries("task")
+    assert "loop" not in registry.entries("task")       # the include path ends with the block
+
+
+def test_include_path_must_be_a_folder(tmp_path):
+    with pytest.raises(UserError, match="is not a directory"):
+        registry.add_include_path([tmp_path / "missing"])
+
+
+# --------------------------------------------------------------------------- a throwaway method and task
+METHOD_PY = '''
+    """A linear map per modality onto one shared VQ codebook, pulled together by a cross-modal MSE."""
+    import math
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    from methods.base import CodebookMethod, canonical_modalities
+    from methods.quantizers import build_quantizer
+
+
+    class LinearVQModel(nn.Module):
+        def __init__(self, shapes, s):
+            super().__init__()
+            self.modalities = canonical_modalities(shapes)
+            self.proj = nn.ModuleDict({m: nn.Linear(math.prod(shapes[m][1:]), s["code_dim"]) for m in self.modalities})
+            self.quantizer = build_quantizer("vq", self.modalities, codebook_size=s["codebook_size"],
+                                             code_dim=s["code_dim"], decay=s["decay"], beta=s["beta"],
+                                             self_weight=1.0, dead_after=s["dead_after"], cross_commitment=False)
+
+        def general(self, modality, x):
+            return self.proj[modality](x.flatten(2))
+
+        def losses(self, batch, step=None):
+            z = {m: self.general(m, batch[m]) for m in self.modalities}
+            out = self.quantizer(z, step.generator if step is not None else None)
+            first, *rest = self.modalities
+            return {**out.losses, "align": sum(F.mse_loss(z[m], z[first]) for m in rest)}
+
+
+    class LinearVQ(CodebookMethod):
+        def build_model(self, shapes, settings):
+            return LinearVQModel(shapes, settings)
+'''
+METHOD_CARD = '''
+    include: _codebook
+    name: throwaway_vq
+    entry: throwaway_vq:LinearVQ
+    summary: "test-only: linear maps onto one shared VQ codebook"
+    hidden: true
+'''
+TASK_PY = '''
+    """AVE clip classification, cross directions only: a head task in a dozen lines."""
+    from tasks.common import FeatureCache
+    from tasks.heads import HeadTask, Labeled, classification
+
+
+    class CrossAVE(HeadTask):
+        directions = ("V->A", "A->V")
+        main_metric = "acc"
+        higher_is_better = {"acc": True}
+
+        def evaluate(self, pretrained, world, cfg, seed, ctx):
+            ff = world.open("ave")
+            labels, cache = ff.labels("clip"), FeatureCache(pretrained, ctx)
+
+            def labeled(modality, split):
+                y = labels[ff.split(split)]
+                return Labeled(cache.get(ff, "ave", modality, split).x[y >= 0], y[y >= 0])
+
+            return self.transfer_all(cfg, seed, ctx, classification(len(ff.classes)), labeled,
+                                     lambda modality: labeled(modality, "test"))
+'''
+TASK_CARD = '''
+    include: _head
+    name: throwaway_ave
+    entry: throwaway_ave:CrossAVE
+    datasets: [ave]
+    summary: "test-only: AVE across modalities"
+    hidden: true
+    options:
+      directions: {help: "all | ';'-separated from V->A;A->V"}
+'''
+
+
+@pytest.fixture
+def throwaway(tmp_path, monkeypatch):
+    """A folder holding one method and one task, each a `.py` and a card including a base card."""
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    for name, text in (("throwaway_vq.py", METHOD_PY), ("throwaway_vq.yaml", METHOD_CARD),
+                       ("throwaway_ave.py", TASK_PY), ("throwaway_ave.yaml", TASK_CARD)):
+        (folder / name).write_text(textwrap.dedent(text).lstrip())
+    monkeypatch.setattr(sys, "path", list(sys.path))             # the registry adds the folder to import from it
+    yield folder
+    for module in ("throwaway_vq", "throwaway_ave"):
+        sys.modules.pop(module, None)
+
+
+def test_a_throwaway_method_and_task_are_found_and_meet_the_contract(throwaway, corpus, tiny_world, tmp_path):
+    assert "throwaway_vq" not in registry.entries("method")
+    with registry.include_path(throwaway):
+        method, task = registry.get("method", "throwaway_vq"), registry.get("task", "throwaway_ave")
+        assert method.discrete and {"scale", "epochs", "dtype", "codebook_size", "beta"} <= set(method.options)
+        check_method_keys(method)
+        pretrained = smoke_pretrain(method, corpus, over=SMOKE)
+        check_pretrained(method, pretrained, corpus, tmp_path / "model")
+        check_deterministic(method, pretrained, corpus)
+        assert registry.get("task", "throwaway_ave").load().datasets == ("ave",)   # set from the card
+        out = check_task(task, tiny_world, perfect_encoder(), tmp_path / "task")
+        assert list(out) == ["V->A", "A->V"] and out["V->A"]["acc"] > 50
+    assert "throwaway_vq" not in registry.entries("method")
