@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from . import registry
 from .contracts import UserError
 
 COMMANDS = ("run", "grid", "pretrain", "budget", "table", "ls", "data", "plot", "claims")
+NO_REGISTRY = ("data",)    # commands that never read a card
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(sub)
+    for name, command in sub.choices.items():
+        if name not in NO_REGISTRY:
+            command.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                                 help=f"also read method/task cards from DIR (repeatable; also "
+                                      f"${registry.INCLUDE_ENV}, {os.pathsep}-separated)")
     return parser
 
 
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        registry.add_include_path(getattr(args, "include_path", []))
         return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"error: {_one_line(exc)}\n")

@@ -193,15 +193,17 @@ class Entry:
 
 
 def _import(module_name: str, card_dir: Path, owner: str):
-    """Import an entry's module; a card from an include folder may name a module that sits beside it."""
+    """Import an entry's module; a card from an include folder may name a module beside it (`mine:Cls`) or the
+    package it sits in (`mypkg.mine:Cls` from `mypkg/`), importable once that folder is on sys.path."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         top = module_name.partition(".")[0]
-        if exc.name != top or str(card_dir) in sys.path or not (
-                (card_dir / f"{top}.py").exists() or (card_dir / top / "__init__.py").exists()):
+        home = next((d for d in (card_dir, card_dir.parent)
+                     if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file()), None)
+        if exc.name != top or home is None or str(home) in sys.path:
             raise UserError(f"{owner} needs module '{exc.name}' (pip install it)") from exc
-    sys.path.append(str(card_dir))
+    sys.path.append(str(home))
     return importlib.import_module(module_name)
 
 
@@ -294,6 +296,9 @@ def include_paths() -> list[Path]:
     """Card folders beyond the package's: `$UNIBENCH_INCLUDE_PATH` (which `include_path` extends, so spawned
     workers see the same registry), then the folders of installed plugins' entry points."""
     env = [Path(p) for p in os.environ.get(INCLUDE_ENV, "").split(os.pathsep) if p]
+    for path in env:
+        if not path.is_dir():
+            raise UserError(f"${INCLUDE_ENV}: '{path}' is not a directory")
     return list(dict.fromkeys([*env, *_plugin_dirs()]))
 
 

@@ -109,8 +109,6 @@ def train_vqvae(images: torch.Tensor, *, codebook_size: int, dim: int, hidden: i
 class VQVAEMethod(Method):
     """Registry entry `vqvae`: only meaningful with `toc_recon`, which trains the model itself."""
 
-    discrete = True
-
     def pretrain(self, corpus, cfg, seed, ctx):
         raise UserError("vqvae is trained inside the toc_recon task on image data; use it only with "
                         "--task toc_recon (it has no corpus pretraining)")

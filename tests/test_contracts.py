@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -96,46 +97,15 @@ def test_include_path_must_be_a_folder(tmp_path):
 
 
 # --------------------------------------------------------------------------- a throwaway method and task
-METHOD_PY = '''
-    """A linear map per modality onto one shared VQ codebook, pulled together by a cross-modal MSE."""
-    import math
-
-    import torch.nn.functional as F
-    from torch import nn
-
-    from methods.base import CodebookMethod, canonical_modalities
-    from methods.quantizers import build_quantizer
-
-
-    class LinearVQModel(nn.Module):
-        def __init__(self, shapes, s):
-            super().__init__()
-            self.modalities = canonical_modalities(shapes)
-            self.proj = nn.ModuleDict({m: nn.Linear(math.prod(shapes[m][1:]), s["code_dim"]) for m in self.modalities})
-            self.quantizer = build_quantizer("vq", self.modalities, codebook_size=s["codebook_size"],
-                                             code_dim=s["code_dim"], decay=s["decay"], beta=s["beta"],
-                                             self_weight=1.0, dead_after=s["dead_after"], cross_commitment=False)
-
-        def general(self, modality, x):
-            return self.proj[modality](x.flatten(2))
-
-        def losses(self, batch, step=None):
-            z = {m: self.general(m, batch[m]) for m in self.modalities}
-            out = self.quantizer(z, step.generator if step is not None else None)
-            first, *rest = self.modalities
-            return {**out.losses, "align": sum(F.mse_loss(z[m], z[first]) for m in rest)}
-
-
-    class LinearVQ(CodebookMethod):
-        def build_model(self, shapes, settings):
-            return LinearVQModel(shapes, settings)
-'''
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "linear_vq_plugin" / "unibench_linear_vq"
 METHOD_CARD = '''
     include: _codebook
     name: throwaway_vq
     entry: throwaway_vq:LinearVQ
-    summary: "test-only: linear maps onto one shared VQ codebook"
+    summary: "test-only: the example plugin's code under another name"
     hidden: true
+    options:
+      w_align: {default: 0.5}
 '''
 TASK_PY = '''
     """AVE clip classification, cross directions only: a head task in a dozen lines."""
@@ -173,10 +143,12 @@ TASK_CARD = '''
 
 @pytest.fixture
 def throwaway(tmp_path, monkeypatch):
-    """A folder holding one method and one task, each a `.py` and a card including a base card."""
+    """A folder holding one method and one task, each a `.py` and a card including a base card (the method's
+    code is the example plugin's, copied under another module name)."""
     folder = tmp_path / "plugin"
     folder.mkdir()
-    for name, text in (("throwaway_vq.py", METHOD_PY), ("throwaway_vq.yaml", METHOD_CARD),
+    (folder / "throwaway_vq.py").write_text((EXAMPLE / "linear_vq.py").read_text())
+    for name, text in (("throwaway_vq.yaml", METHOD_CARD),
                        ("throwaway_ave.py", TASK_PY), ("throwaway_ave.yaml", TASK_CARD)):
         (folder / name).write_text(textwrap.dedent(text).lstrip())
     monkeypatch.setattr(sys, "path", list(sys.path))             # the registry adds the folder to import from it
