@@ -250,6 +250,8 @@ def _load_card(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         cycle = " -> ".join(p.name for p in (*chain, path))
         raise UserError(f"{chain[0]}: include cycle {cycle}")
     card = _read_yaml(path)
+    if not isinstance(card.get("options") or {}, dict):
+        raise UserError(f"{path}: 'options' must be a mapping of option name to spec")
     includes = card.pop("include", None) or []
     if isinstance(includes, str):
         includes = [includes]
