@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from benchmark import registry, spec
 from benchmark.contracts import RunContext, UserError
+from methods.base import SCALES
 from methods.codis import sinkhorn_assignments, swapped_prediction_loss
 from methods.mutual_info import CLUB
 from methods.simmmdg import (LABEL_KEY, LabelledCorpus, shared_specific_distance, supcon_loss, translation_loss,
@@ -256,7 +257,7 @@ def test_srcid_only1_changes_inference_not_pretraining(tmp_path):
     assert torch.equal(loaded.encode("audio", x), full[..., :16])
 
 
-def test_ablation_switches_are_listed_by_ls():
+def test_ablation_switches_and_resolved_presets_are_listed_by_ls():
     out = subprocess.run([sys.executable, "-m", "benchmark", "ls", "methods", "-v"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
     assert out.returncode == 0, out.stderr
@@ -264,3 +265,6 @@ def test_ablation_switches_are_listed_by_ls():
         assert entry.hidden or name in out.stdout, name
     for key in ("club_a=", "club_v=", "club_av=", "club_te=", "club_l1=", "club_l2=", "only1=", "labels="):
         assert key in out.stdout, key
+    preset = SCALES["default"]     # the null defaults as they resolve, read from the code (the cards state none)
+    assert f"epochs=None → {preset['epochs']} (paper: {SCALES['paper']['epochs']})" in out.stdout
+    assert f"batch_size=None → {preset['batch_size']} (paper: {SCALES['paper']['batch_size']})" in out.stdout

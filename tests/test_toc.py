@@ -198,14 +198,10 @@ def test_toc_card_parses_and_options_change_the_canonical_spec():
 
 # --------------------------------------------------------------------------- refusing continuous methods (spec)
 @pytest.fixture
-def with_continuous_card(monkeypatch):
+def with_continuous_card():
     """Adds the hidden test-only continuous method `fakecontinuous` from tests/fixtures/ to the registry."""
-    dirs = {k: list(v) for k, v in registry.SEARCH_DIRS.items()}
-    dirs["method"].append(FIXTURES)
-    monkeypatch.setattr(registry, "SEARCH_DIRS", dirs)
-    registry.entries.cache_clear()
-    yield
-    registry.entries.cache_clear()
+    with registry.include_path(FIXTURES):
+        yield
 
 
 def test_plus_toc_on_a_continuous_method_exits_2_with_a_clear_message(with_continuous_card, capsys):
