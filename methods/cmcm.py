@@ -44,6 +44,5 @@ class CMCMModel(BranchedModel):
 
 
 class CMCM(CodebookMethod):
-
     def build_model(self, shapes, settings) -> CMCMModel:
         return CMCMModel(shapes, settings)

@@ -93,7 +93,6 @@ class DCIDModel(BranchedModel):
 
 
 class DCID(CodebookMethod):
-
     def check_shapes(self, shapes, settings) -> None:
         steps = next(iter(shapes.values()))[0]
         if settings["cpc"] and steps < settings["cpc_horizon"] + 2:

@@ -63,7 +63,6 @@ class TinyPretrained(Pretrained):
 
 
 class TinyMethod(Method):
-
     def pretrain(self, corpus, cfg, seed, ctx):
         if cfg["fail"]:
             raise RuntimeError("tinymethod asked to fail (fail=true)")
