@@ -13,7 +13,7 @@ import yaml
 
 from benchmark import tables
 from benchmark.__main__ import main as cli_main
-from benchmark.commands.grid import find_grid, load_grid
+from benchmark.gridspec import find_grid, load_grid
 
 SEEDS = (0, 1, 2)
 T1_TASKS = ("ave", "avvp", "ave_avvp", "ucf_vgg")
