@@ -6,7 +6,9 @@ formats), `provenance` (meta.json sidecar, writing). This package re-exports the
 
 Nothing here trains. A table is a grid of (row, column) cells; each cell resolves to one
 (method, task, directions, metric) and, per seed, to the mean over its directions of that metric in the stored
-result (`result.json`). Over seeds a cell shows mean ± 95 % t-interval (`stats.summarize`); n = 1 shows "± n/a".
+result (`result.json`). Over seeds a cell shows mean ± 95 % t-interval (`stats.summarize`); n = 1 the mean alone.
+Seeds default to those the store holds for the table's cells. Bold marks a column's best only where a paired
+t-test over seeds puts it ahead of the runner-up (`build.significantly_ahead`).
 Cells the store lacks are *listed* (method, task, seed, why), never dropped silently.
 
 The `table:` section of a grid (everything optional except `rows` and `columns`):
@@ -17,7 +19,7 @@ The `table:` section of a grid (everything optional except `rows` and `columns`)
       metric: null               # default metric; null = each result's `main_metric`
       decimals: 2                # digits shown (a column may override)
       avg: true                  # add an "Avg." column: per seed the mean of the row's columns, then over seeds
-      bold: columns              # columns = best mean per column in bold (respecting higher_is_better) | none
+      bold: columns              # columns = a column's best mean in bold where significantly ahead | none
       paper_source: "..."        # where the paper numbers come from (caption)
       row_header: Method         # heading of the label column
       note: "..."                # appended to the caption (e.g. why an ablation uses fewer seeds)
@@ -36,7 +38,7 @@ Method and task strings are matched to results through their canonical form (`sp
 so `dcid@quantizer=vq` finds the cells stored as `dcid`.
 """
 from ..gridspec import table_names
-from .build import BuiltTable, CellStats, build
+from .build import BuiltTable, CellStats, Display, build, significantly_ahead
 from .index import Index, build_index, cell_value, seed_values
 from .layout import Column, Row, TableSpec, grid_cells, load_table, parse_table, table_cells
 from .names import canonical_method, canonical_task, mm_direction
@@ -44,8 +46,8 @@ from .provenance import RENDER, meta, write
 from .render import FORMATS, SUFFIX, latex_escape, to_latex, to_long_csv, to_markdown, to_rich
 from .text import UNCONVERGED_MARK, CellText, caption, cell_texts, floor_text, header_labels, missing_lines
 
-__all__ = ["BuiltTable", "CellStats", "CellText", "Column", "FORMATS", "Index", "RENDER", "Row", "SUFFIX", "TableSpec",
-           "UNCONVERGED_MARK", "build", "build_index", "canonical_method", "canonical_task", "caption", "cell_texts",
-           "cell_value", "floor_text", "grid_cells", "header_labels", "latex_escape", "load_table", "meta",
-           "missing_lines", "mm_direction", "parse_table", "seed_values", "table_cells", "table_names", "to_latex",
-           "to_long_csv", "to_markdown", "to_rich", "write"]
+__all__ = ["BuiltTable", "CellStats", "CellText", "Column", "Display", "FORMATS", "Index", "RENDER", "Row", "SUFFIX",
+           "TableSpec", "UNCONVERGED_MARK", "build", "build_index", "canonical_method", "canonical_task", "caption",
+           "cell_texts", "cell_value", "floor_text", "grid_cells", "header_labels", "latex_escape", "load_table",
+           "meta", "missing_lines", "mm_direction", "parse_table", "seed_values", "significantly_ahead",
+           "table_cells", "table_names", "to_latex", "to_long_csv", "to_markdown", "to_rich", "write"]

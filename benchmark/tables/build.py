@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 from .. import stats
 from ..results import CellResult
 from .index import Index, build_index, cell_value
-from .layout import Column, TableSpec, table_cells
+from .layout import TableSpec, table_cells
 from .names import mm_direction
 
 
@@ -25,6 +25,14 @@ class CellStats:
     unconverged: bool = False    # a contributing pretraining did not pass its convergence diagnostic
 
 
+@dataclass(frozen=True)
+class Display:
+    """What the renderers show; the numbers and the bold marks are the same either way."""
+
+    paper: bool = True    # the papers' numbers in parentheses
+    ci: bool = True       # "± half-width" of the 95 % CI (never shown for n = 1, where it is undefined)
+
+
 @dataclass
 class BuiltTable:
     spec: TableSpec
@@ -36,29 +44,35 @@ class BuiltTable:
     seeds: list[int]
     warnings: list[str]
     metrics_by_task: dict[str, set]
+    display: Display = Display()
 
     def column_best(self) -> list[set[int]]:
-        """Row indices in bold per column (+ Avg last): best displayed mean, ties included."""
+        """Row index in bold per column (+ Avg last): the best mean, only when it is significantly ahead of the
+        runner-up (`significantly_ahead`); a lead within seed noise is a tie and nothing is bold."""
         cols = [[self.cells[r][c] for r in range(len(self.cells))] for c in range(len(self.spec.columns))]
-        decimals = [_decimals(self.spec, c) for c in self.spec.columns]
         if self.spec.avg:
             cols.append(self.avg)
-            decimals.append(self.spec.decimals)
         best = []
-        for col, dec in zip(cols, decimals):
-            present = [(i, round(c.summary.mean, dec)) for i, c in enumerate(col)
+        for col in cols:
+            present = [(i, c) for i, c in enumerate(col)
                        if c is not None and c.summary is not None and not self.spec.rows[i].reference]
             hib = {c.higher_is_better for c in col if c is not None and c.summary is not None}
             if self.spec.bold == "none" or len(present) < 2 or len(hib) != 1 or None in hib:
                 best.append(set())
                 continue
-            top = (max if hib.pop() else min)(v for _, v in present)
-            best.append({i for i, v in present if v == top})
+            sign = 1.0 if hib.pop() else -1.0
+            (i, top), (_, second) = sorted(present, key=lambda ic: -sign * ic[1].summary.mean)[:2]
+            best.append({i} if significantly_ahead(top, second, sign) else set())
         return best
 
 
-def _decimals(spec: TableSpec, column: Column) -> int:
-    return int(column.decimals) if column.decimals is not None else spec.decimals
+def significantly_ahead(a: CellStats, b: CellStats, sign: float = 1.0) -> bool:
+    """Whether `a` beats `b` (sign -1: lower is better) by a paired t-test over the seeds both hold, p < α."""
+    seeds = sorted(set(a.per_seed) & set(b.per_seed))
+    if len(seeds) < 2:
+        return False
+    test = stats.paired_test([a.per_seed[s] for s in seeds], [b.per_seed[s] for s in seeds])
+    return test.p < stats.ALPHA and sign * test.mean_diff > 0
 
 
 def _hib(results: Iterable[CellResult], metric: str | None) -> bool | None:
@@ -67,11 +81,14 @@ def _hib(results: Iterable[CellResult], metric: str | None) -> bool | None:
 
 
 def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | None = None,
-          seeds: Sequence[int] | None = None) -> BuiltTable:
-    """Resolve every (row, column) cell against the store."""
-    seeds = sorted(int(s) for s in (seeds or table.seeds))
+          seeds: Sequence[int] | None = None, display: Display = Display()) -> BuiltTable:
+    """Resolve every (row, column) cell against the store. `seeds` None = the seeds the store holds for the
+    table's cells (the grid's seeds when it holds none); cells with different seed counts add a warning."""
     wanted = {(m, t) for m, t, _ in table_cells(table)}
     index = build_index(results, world, wanted)
+    if seeds is None:
+        seeds = {s for (m, t, s) in index.cells if (m, t) in wanted} or table.seeds
+    seeds = sorted(int(s) for s in seeds)
     missing: list[dict] = []
     used: dict[str, dict] = {}
     metrics_by_task: dict[str, set] = defaultdict(set)
@@ -113,4 +130,9 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
             avgs.append(None)
     unique = {(m["method"], m["task"], m["seed"], m["reason"]): m for m in missing}
     missing = sorted(unique.values(), key=lambda m: (m["task"], m["method"], m["seed"], m["reason"]))
-    return BuiltTable(table, index, grid, avgs, missing, used, seeds, list(index.warnings), dict(metrics_by_task))
+    warnings = list(index.warnings)
+    counts = {c.summary.n for line in grid for c in line if c.summary is not None}
+    if len(counts) > 1:
+        warnings.append(f"cells have different seed counts ({min(counts)} to {max(counts)} of seeds "
+                        f"{', '.join(map(str, seeds))}); choose the seeds with --seeds")
+    return BuiltTable(table, index, grid, avgs, missing, used, seeds, warnings, dict(metrics_by_task), display)

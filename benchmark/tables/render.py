@@ -58,7 +58,7 @@ def _latex_cell(t: CellText) -> str:
         body = r"\textit{missing}"
     else:
         mean = rf"\textbf{{{t.mean}}}" if t.bold else t.mean
-        body = f"{mean}{t.flag} $\\pm$ {t.pm}" + (f"$^{{{t.n_mark}}}$" if t.n_mark else "")
+        body = f"{mean}{t.flag}" + (f" $\\pm$ {t.pm}" if t.pm else "") + (f"$^{{{t.n_mark}}}$" if t.n_mark else "")
     return body + (rf" {{\scriptsize({latex_escape(t.paper)})}}" if t.paper else "")
 
 
@@ -110,7 +110,7 @@ def _plain_cell(t: CellText, bold: tuple[str, str] = ("**", "**")) -> str:
         body = "missing"
     else:
         mean = f"{bold[0]}{t.mean}{bold[1]}" if t.bold else t.mean
-        body = f"{mean}{t.flag} ± {t.pm}" + (f" [{t.n_mark}]" if t.n_mark else "")
+        body = f"{mean}{t.flag}" + (f" ± {t.pm}" if t.pm else "") + (f" [{t.n_mark}]" if t.n_mark else "")
     return body + (f" ({t.paper})" if t.paper else "")
 
 
@@ -130,20 +130,40 @@ def to_markdown(bt: BuiltTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_rich(bt: BuiltTable):
+def to_rich(bt: BuiltTable, width: int | None = None):
+    """The table for a terminal. When `width` (the terminal's) is narrower than every column at its natural
+    width, the columns are split over several tables, each with the row labels, so no cell is cut short."""
+    from rich.console import Console, Group
+    from rich.measure import Measurement
+    heads, texts = header_labels(bt), cell_texts(bt)
+    wide = Console(width=1 << 16)
+
+    def natural(cols: list[int]) -> int:
+        return Measurement.get(wide, wide.options, _rich_table(bt, heads, texts, cols)).maximum
+
+    chunks: list[list[int]] = [[]]
+    for j in range(len(heads)):
+        if width is not None and chunks[-1] and natural(chunks[-1] + [j]) > width:
+            chunks.append([])
+        chunks[-1].append(j)
+    tables = [_rich_table(bt, heads, texts, cols, title=k == 0, caption_=k == len(chunks) - 1)
+              for k, cols in enumerate(chunks)]
+    return tables[0] if len(tables) == 1 else Group(*tables)
+
+
+def _rich_table(bt: BuiltTable, heads, texts, cols: list[int], title: bool = False, caption_: bool = False):
     from rich.table import Table
     from rich.text import Text
-    heads = header_labels(bt)
-    table = Table(title=_pretty(bt.spec.title or bt.spec.name), caption=_pretty(caption(bt)), title_justify="left",
-                  caption_justify="left")
+    table = Table(title=_pretty(bt.spec.title or bt.spec.name) if title else None,
+                  caption=_pretty(caption(bt)) if caption_ else None, title_justify="left", caption_justify="left")
     table.add_column(_pretty(bt.spec.row_header), style="bold")
-    for g, lab in heads:
+    for g, lab in (heads[j] for j in cols):
         table.add_column(_pretty(f"{g}\n{lab}" if g else lab), justify="right")
-    for row, line in zip(bt.spec.rows, cell_texts(bt)):
+    for row, line in zip(bt.spec.rows, texts):
         if row.sep and row is not bt.spec.rows[0]:
             table.add_section()
         cells = []
-        for t in line:
+        for t in (line[j] for j in cols):
             text = Text(_plain_cell(t, ("", "")))
             if t.bold:
                 text.stylize("bold green", 0, len(t.mean))

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 
 from .. import stats
 from ..results import finite
-from .build import BuiltTable, _decimals
-from .layout import Row
+from .build import BuiltTable
+from .layout import Column, Row, TableSpec
+
+
+def _decimals(spec: TableSpec, column: Column) -> int:
+    return int(column.decimals) if column.decimals is not None else spec.decimals
 
 
 def _ndec(value) -> int:
@@ -34,7 +38,7 @@ def _paper(row: Row, j: int):
 @dataclass
 class CellText:
     mean: str = ""
-    pm: str = ""          # half-width, "n/a" for n = 1, "" when no value
+    pm: str = ""          # CI half-width; "" for n = 1, with --no-ci, or when no value
     paper: str = ""
     n_mark: str = ""      # "n=2" when fewer seeds than the table lists
     state: str = "ok"     # ok | missing | excluded
@@ -59,7 +63,8 @@ def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
             c = bt.cells[i][j] if col is not None else bt.avg[i]
             dec = _decimals(bt.spec, col) if col is not None else bt.spec.decimals
             paper = _paper(row, j)
-            t = CellText(paper=_fmt_paper(paper, paper_dec[j]) if paper is not None else "")
+            shown = paper is not None and bt.display.paper
+            t = CellText(paper=_fmt_paper(paper, paper_dec[j]) if shown else "")
             if c.excluded:
                 t.state = "excluded"
             elif c.summary is None:
@@ -67,7 +72,7 @@ def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
             else:
                 s = c.summary
                 t.mean = f"{s.mean:.{dec}f}"
-                t.pm = f"{s.half_width:.{dec}f}" if s.ci_defined else "n/a"
+                t.pm = f"{s.half_width:.{dec}f}" if s.ci_defined and bt.display.ci else ""
                 t.n_mark = f"n={s.n}" if s.n < len(bt.seeds) else ""
                 t.bold = i in best[j]
                 t.flag = UNCONVERGED_MARK if c.unconverged else ""
@@ -106,22 +111,24 @@ def caption(bt: BuiltTable) -> str:
         metric_text = "each task's main metric"
     protocols = _protocols(bt)
     parts = [spec.title.rstrip(". ") + "." if spec.title else f"Table {spec.name}.",
-             f"Mean ± 95% CI (Student t-interval over seeds; n/a when n=1) of {metric_text}"
+             (f"Mean ± 95% CI (Student t-interval over seeds; the mean alone when n=1) of {metric_text}"
+              if bt.display.ci else f"Mean over seeds of {metric_text}")
              + (f" ({metrics})" if metrics else "") + f"; seeds {{{seeds}}}, {n_text}.",
              f"Protocol: {', '.join(protocols) if protocols else 'task default (not recorded)'}; "
              f"world: {bt.index.world or 'none found'}."]
     if spec.avg:
         parts.append("Avg. = per-seed mean over the row's columns, then over seeds.")
     if spec.bold != "none":
-        parts.append("Bold: best mean per column" + (" (reference rows excluded)." if any(r.reference for r in
-                                                                                        spec.rows) else "."))
+        parts.append(f"Bold: best mean per column where a paired t-test over seeds puts it ahead of the next best "
+                     f"(p < {stats.ALPHA:g}); no bold = a tie within seed noise"
+                     + (" (reference rows excluded)." if any(r.reference for r in spec.rows) else "."))
     floors = floor_text(bt)
     if floors:
         parts.append(floors)
     if any(c.unconverged for line in bt.cells for c in line):
         parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged (its loss still moved "
                      f"by more than 10 % of its total change in the last quarter of training).")
-    if any(r.paper for r in spec.rows):
+    if bt.display.paper and any(r.paper for r in spec.rows):
         parts.append(f"In parentheses: the paper's number ({spec.paper_source or 'paper'}).")
     if bt.missing:
         parts.append(f"{len({(m['method'], m['task'], m['seed']) for m in bt.missing})} cell(s) missing "
