@@ -44,6 +44,7 @@ from typing import Sequence
 
 from . import stats
 from .atomic import atomic_write_json, atomic_write_text
+from .results import CellResult
 from .tables.index import Index, build_index, seed_values
 from .tables.names import canonical_method, canonical_task
 
@@ -290,7 +291,7 @@ def wanted_cells() -> set[tuple[str, str]]:
     return out | {(canonical_method(RECON_METHOD), canonical_task(RECON_TASK))}
 
 
-def evaluate(results: Sequence, world: str | None = None) -> tuple[list[Claim], Index]:
+def evaluate(results: Sequence[CellResult | dict], world: str | None = None) -> tuple[list[Claim], Index]:
     index = build_index(results, world, wanted_cells())
     ctx = _Ctx(index)
     return [c(ctx) for c in CLAIMS], index

@@ -8,7 +8,8 @@ layouts — the one place that knows them:
   `task`, `seed` and `metrics`; the fields it lacks take their defaults (`task_name` = the task's name, ...);
 - version 1: the current layout (every field below).
 
-Keys a file holds beyond these are kept in `extra` and written back unchanged.
+In every version a `null` mapping (`diagnostics`, `notes`, ...) reads as an empty one. Keys a file holds beyond
+these are kept in `extra` and written back unchanged.
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ class CellResult:
 
 def _migrate(data: dict) -> dict:
     """Older layouts -> the current one (see the module docstring)."""
+    for key in ("higher_is_better", "timings", "diagnostics", "notes"):
+        if data.get(key) is None:
+            data.pop(key, None)          # the field's default: an empty mapping
     version = data.get("schema_version", 0)
     if version == 0:
         task = str(data["task"])

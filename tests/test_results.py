@@ -63,3 +63,9 @@ def test_an_old_schema_result_loads_migrated_and_keeps_unknown_keys(tmp_path):
 def test_foreign_files_are_refused_with_a_reason(data, reason):
     with pytest.raises(ValueError, match=reason):
         CellResult.from_json(data)
+
+
+def test_null_mappings_read_as_empty():
+    result = CellResult.from_json({"method": "m", "task": "t", "seed": 0, "metrics": {}, "diagnostics": None,
+                                   "notes": None, "schema_version": 1})
+    assert result.diagnostics == {} and result.notes == {} and result.converged is None
