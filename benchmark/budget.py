@@ -23,6 +23,7 @@ from . import runner
 from . import spec as specs
 from . import stats
 from .contracts import UserError
+from .results import CellResult
 from .store import Store
 
 PROBE_TASK = "ave"
@@ -111,19 +112,19 @@ class Point:
         return stats.summarize([self.values[s] for s in sorted(self.values)])
 
 
-def collect(results: Iterable[dict], methods: Sequence[str], budgets: Sequence[int], metric: str = "acc",
+def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Sequence[int], metric: str = "acc",
             directions: Sequence[str] = PROBE_DIRECTIONS) -> dict[tuple[str, int, str], Point]:
     """Probe scores per (method, budget, direction) from cell results."""
     wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b) for m in methods for b in budgets}
     points: dict[tuple[str, int, str], Point] = {}
     for r in results:
-        hit = wanted.get(r.get("method"))
-        if hit is None or r.get("task_name") != PROBE_TASK:
+        hit = wanted.get(r.method)
+        if hit is None or r.task_name != PROBE_TASK:
             continue
         for d in directions:
-            value = r.get("metrics", {}).get(d, {}).get(metric)
+            value = r.score(d, metric)
             if value is not None:
-                points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[int(r["seed"])] = float(value)
+                points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[r.seed] = value
     return points
 
 

@@ -1,4 +1,4 @@
-"""The seven claims of PAPERS.md, checked on the result store: holds / fails / inconclusive, with statistics.
+"""The seven claims of docs/PAPERS.md, checked on the result store: holds / fails / inconclusive, with statistics.
 
 Nothing is trained and nothing is tuned: the cells, statistics and decision rules below are fixed in advance
 and the verdict is whatever the stored numbers say. Seeds pair cells: a comparison of method A and method B uses
@@ -43,8 +43,10 @@ from pathlib import Path
 from typing import Sequence
 
 from . import stats
-from .store import atomic_write_json, atomic_write_text
-from .tables import Index, build_index, canonical_method, canonical_task, seed_values
+from .atomic import atomic_write_json, atomic_write_text
+from .results import CellResult
+from .tables.index import Index, build_index, seed_values
+from .tables.names import canonical_method, canonical_task
 
 ALPHA = stats.ALPHA
 MARGIN = 1.0
@@ -260,7 +262,7 @@ def claim6(ctx: _Ctx) -> Claim:
 def claim7(ctx: _Ctx) -> Claim:
     method, task = canonical_method(RECON_METHOD), canonical_task(RECON_TASK)
     ratios = sorted({d for (m, t, _), r in ctx.index.cells.items() if m == method and t == task
-                     for d, v in (r.get("metrics") or {}).items() if RANDOM_MSE in v and TOC_MSE in v})
+                     for d, v in r.metrics.items() if RANDOM_MSE in v and TOC_MSE in v})
     links = [compare("random masks", ">", "TOC mask", f"MSE at {d}",
                      ctx.q(RECON_METHOD, [(RECON_TASK, (d,), RANDOM_MSE)]),
                      ctx.q(RECON_METHOD, [(RECON_TASK, (d,), TOC_MSE)])) for d in ratios]
@@ -289,7 +291,7 @@ def wanted_cells() -> set[tuple[str, str]]:
     return out | {(canonical_method(RECON_METHOD), canonical_task(RECON_TASK))}
 
 
-def evaluate(results: Sequence[dict], world: str | None = None) -> tuple[list[Claim], Index]:
+def evaluate(results: Sequence[CellResult | dict], world: str | None = None) -> tuple[list[Claim], Index]:
     index = build_index(results, world, wanted_cells())
     ctx = _Ctx(index)
     return [c(ctx) for c in CLAIMS], index

@@ -3,7 +3,7 @@
 Kept free of torch imports so that `python -m benchmark ls` and `--help` stay fast; implementations
 import torch themselves. Shapes are batch first: `[N, T, ...]`.
 
-Flow (ARCHITECTURE.md):
+Flow (docs/ARCHITECTURE.md):
     Method.pretrain(corpus, cfg, seed, ctx) -> Pretrained          (cached by the runner)
     Refiner.refine(pretrained, cfg, ctx)     -> Pretrained          (training-free, never cached on disk)
     Task.evaluate(pretrained, world, cfg, seed, ctx) -> {direction: {metric: value}}

@@ -5,11 +5,12 @@ no global backend or figure state is touched and the functions are safe in worke
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .atomic import atomic_write
 
 
 def _as_numpy(array) -> np.ndarray:
@@ -27,16 +28,8 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path) -> Path:
-    """Write the PNG to a temp file beside `path`, then rename: a reader never sees half an image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Render the PNG atomically: a reader never sees half an image."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
 
 
 # --------------------------------------------------------------------------- codebook similarity (seed 000 Fig. 2)

@@ -7,22 +7,21 @@
   "all"  = every modality holds ≥ 5 % (green),
   "two"  = in between, i.e. shared by some but not all modalities (blue).
   Codes no modality activates are "dead" and excluded from the fractions.
-  Input: `result["diagnostics"]["code_counts"] = {"audio": [L], "video": [L], "text": [L]}` (or `[layers, L]`).
+  Input: `result.diagnostics["code_counts"] = {"audio": [L], "video": [L], "text": [L]}` (or `[layers, L]`).
 - Codebook-size curve: the Avg. column of a table whose rows carry `x:` (t7, srcid_fig3), mean ± 95 % CI,
   with the paper's Avg. beside it where the table has one.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from .atomic import atomic_write
 from .contracts import UserError
+from .results import CellResult
 
 SINGLE, FLOOR = 0.95, 0.05
 CATEGORIES = ("one", "two", "all")
@@ -75,23 +74,18 @@ def _layers(code_counts: Mapping[str, Sequence]) -> list[dict[str, np.ndarray]]:
     raise ValueError(f"code_counts must be [L] or [layers, L] per modality, got ndim {sorted(depth)}")
 
 
-def base_method(result: dict) -> str:
-    """The pretrained method of a result: its canonical spec without refiners."""
-    return result["method"].split("+")[0]
-
-
-def collect_activation(results: Sequence[dict]) -> dict[str, dict[int, dict]]:
+def collect_activation(results: Sequence[CellResult]) -> dict[str, dict[int, dict]]:
     """label -> seed -> fractions, one pretraining per (base method, seed): every task of it, and every
     training-free refiner (+toc) on it, reports the same codebook, so it is counted once."""
     out: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in results:
-        counts = (r.get("diagnostics") or {}).get("code_counts")
+        counts = r.diagnostics.get("code_counts")
         if not counts:
             continue
         layers = _layers(counts)
         for i, layer in enumerate(layers):
-            label = base_method(r) + (f" (layer {i + 1})" if len(layers) > 1 else "")
-            out[label].setdefault(int(r["seed"]), activation_fractions(layer))
+            label = r.base + (f" (layer {i + 1})" if len(layers) > 1 else "")
+            out[label].setdefault(r.seed, activation_fractions(layer))
     return dict(out)
 
 
@@ -102,19 +96,8 @@ def _figure(width: float, height: float):
 
 
 def save_png(fig, path: Path) -> Path:
-    """Atomic: render to a temp file in the target folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)   # mkstemp creates 0600; a figure is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Atomic: a reader never sees half an image."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def plot_activation_bars(activation: Mapping[str, Mapping[int, dict]], path: Path) -> Path:
@@ -233,16 +216,16 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
     out = Path(out_dir) if out_dir else results_dir / "figures"
     results = Store(results_dir).results()
     if world is not None:
-        results = [r for r in results if r.get("world") == world]
+        results = [r for r in results if r.world == world]
     written, notes = [], []
     activation = collect_activation(results)
     if activation:
         written.append(plot_activation_bars(activation, out / "codebook_activation.png"))
         first = {}
-        for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
-            counts = (r.get("diagnostics") or {}).get("code_counts")
-            if counts and base_method(r) not in first:
-                first[base_method(r)] = _layers(counts)[0]
+        for r in sorted(results, key=lambda r: (r.method, r.seed)):
+            counts = r.diagnostics.get("code_counts")
+            if counts and r.base not in first:
+                first[r.base] = _layers(counts)[0]
         written.append(plot_activation_simplex(first, out / "codebook_activation_simplex.png"))
     else:
         notes.append("no result carries diagnostics.code_counts: codebook activation figures skipped")

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import spec as specs
+from .atomic import atomic_write_json
 from .contracts import RunContext, UserError
-from .store import Store, atomic_write_json, environment, file_lock, sweep_tmp, torch_threads, warn
+from .results import CellResult
+from .store import Store, environment, file_lock, sweep_tmp, torch_threads, warn
 
 OVERWRITE = ("never", "only-missing", "always", "only-cache")
 
@@ -247,8 +249,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> dict:
-    """Run one cell and return its result dict (not yet written)."""
+def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> CellResult:
+    """Run one cell and return its result (not yet written)."""
     t0 = time.perf_counter()
     ctx.scratch = None
     task = cell.task.component.entry.load()
@@ -268,19 +270,17 @@ def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> dict:
     metrics = task.evaluate(pretrained, world, cell.task.component.cfg, cell.seed, ctx)
     t2 = time.perf_counter()
     _check_metrics(metrics, cell)
-    return {
-        "schema_version": specs.SCHEMA_VERSION, "key": cell.key,
-        "method": cell.method.canonical(), "method_base": cell.method.base.name,
-        "refiners": [r.name for r in cell.method.refiners], "discrete": cell.method.discrete,
-        "task": cell.task.canonical(), "task_name": cell.task.name, "task_version": cell.task.component.entry.version,
-        "seed": cell.seed, "data_fingerprint": cell.data_fingerprint, "world": ctx.notes.pop("world", None),
-        "pretrain_key": pkey, "metrics": metrics, "main_metric": task.main_metric,
-        "higher_is_better": dict(task.higher_is_better),
-        "timings": {"pretrain_and_refine_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3),
-                    "total_s": round(t2 - t0, 3)},
-        "diagnostics": pretrained.diagnostics() if pretrained is not None else {},
-        "notes": dict(ctx.notes), "created": _now(),
-    }
+    return CellResult(
+        key=cell.key, method=cell.method.canonical(), method_base=cell.method.base.name,
+        refiners=[r.name for r in cell.method.refiners], discrete=cell.method.discrete,
+        task=cell.task.canonical(), task_name=cell.task.name, task_version=cell.task.component.entry.version,
+        seed=cell.seed, data_fingerprint=cell.data_fingerprint, world=ctx.notes.pop("world", None),
+        pretrain_key=pkey, metrics=metrics, main_metric=task.main_metric,
+        higher_is_better=dict(task.higher_is_better),
+        timings={"pretrain_and_refine_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3),
+                 "total_s": round(t2 - t0, 3)},
+        diagnostics=pretrained.diagnostics() if pretrained is not None else {},
+        notes=dict(ctx.notes), created=_now())
 
 
 def _check_metrics(metrics, cell: Cell) -> None:
@@ -296,7 +296,7 @@ def _check_metrics(metrics, cell: Cell) -> None:
 class Outcome:
     cell: Cell
     status: str  # cached | ran | failed | missing
-    result: dict | None = None
+    result: CellResult | None = None
     error: str | None = None
     seconds: float = 0.0
 

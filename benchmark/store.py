@@ -22,10 +22,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from . import __version__
+from .atomic import atomic_write_json
 from .contracts import UserError
+from .results import CellResult
 
 RESULT, CONFIG, ENV, ERROR = "result.json", "config.json", "env.json", "error.json"
 
@@ -68,8 +70,8 @@ def torch_threads() -> int | None:
     return int(torch.get_num_threads()) if torch is not None else None
 
 
-# temp names that carry their writer's PID: `.name.<pid>.tmp` (atomic_write_text), `epoch-3.tmp<pid>`,
-# `.model.pt.tmp<pid>`, `features-....npz.<pid>.tmp.npz`
+# temp names that carry their writer's PID: `.name.<random>.<pid>.tmp` (benchmark.atomic, every writer now);
+# stores from before it may also hold `epoch-3.tmp<pid>`, `.model.pt.tmp<pid>`, `features-....npz.<pid>.tmp.npz`
 _PID_TMP = re.compile(r"(?:\.tmp(\d+)$)|(?:\.(\d+)\.tmp(?:\.npz)?$)")
 
 
@@ -112,40 +114,6 @@ def sweep_tmp(*directories: Path, any_writer: bool = True) -> int:
                 path.unlink()
                 removed += 1
     return removed
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{os.getpid()}.tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(obj):
-    try:
-        import numpy as np
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 @contextlib.contextmanager
@@ -203,7 +171,7 @@ def environment() -> dict:
     return dict(_ENV_CACHE)
 
 
-def read_result(path: Path) -> tuple[dict | None, str | None]:
+def read_result(path: Path) -> tuple[CellResult | None, str | None]:
     """(result, None) for a valid result.json, (None, reason) for a missing, unreadable or foreign one."""
     try:
         data = json.loads(path.read_text())
@@ -211,16 +179,10 @@ def read_result(path: Path) -> tuple[dict | None, str | None]:
         return None, None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return None, f"unreadable ({type(exc).__name__}: {str(exc)[:120]})"
-    if not isinstance(data, dict):
-        return None, f"not a result (a JSON {type(data).__name__}, expected an object)"
-    missing = [k for k in ("method", "task", "seed", "metrics") if k not in data]
-    if missing:
-        return None, f"not a result (no {', '.join(missing)})"
-    if not isinstance(data["metrics"], dict) or not all(isinstance(v, dict) for v in data["metrics"].values()):
-        return None, "not a result (metrics is not {direction: {metric: value}})"
-    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
-        return None, f"not a result (seed {data['seed']!r} is not an integer)"
-    return data, None
+    try:
+        return CellResult.from_json(data, directory=path.parent), None
+    except ValueError as exc:
+        return None, str(exc)
 
 
 class Store:
@@ -267,7 +229,7 @@ class Store:
     def cell_dir(self, task: str, method: str, key: str) -> Path:
         return self.root / "cells" / _safe(task) / _safe(method) / key
 
-    def load_result(self, task: str, method: str, key: str) -> dict | None:
+    def load_result(self, task: str, method: str, key: str) -> CellResult | None:
         """The cell's result, or None when it is missing; an unreadable or foreign result.json counts as missing
         (with a one-line warning) so the cell is recomputed and the file replaced."""
         path = self.cell_dir(task, method, key) / RESULT
@@ -276,13 +238,13 @@ class Store:
             warn(f"{path}: {problem}; treated as missing (recomputed)")
         return data
 
-    def write_result(self, cell_dir: Path, result: dict, config: dict, env: dict) -> None:
+    def write_result(self, cell_dir: Path, result: CellResult, config: dict, env: dict) -> None:
         """config and env first, result.json last: its presence is what marks the cell complete."""
         atomic_write_json(cell_dir / CONFIG, config)
         atomic_write_json(cell_dir / ENV, env)
         with contextlib.suppress(FileNotFoundError):
             (cell_dir / ERROR).unlink()
-        atomic_write_json(cell_dir / RESULT, result)
+        atomic_write_json(cell_dir / RESULT, result.to_json())
 
     def write_error(self, cell_dir: Path, error: dict) -> None:
         atomic_write_json(cell_dir / ERROR, error)
@@ -306,8 +268,8 @@ class Store:
                             folder.rmdir()   # only when empty
             raise
 
-    def results(self) -> list[dict]:
-        """Every valid cell result (with `_dir`), sorted by path for stable output; unreadable or foreign
+    def results(self) -> list[CellResult]:
+        """Every valid cell result (with its `directory`), sorted by path for stable output; unreadable or foreign
         result.json files are skipped with a one-line warning."""
         out = []
         cells = self.root / "cells"
@@ -318,7 +280,6 @@ class Store:
             if problem:
                 warn(f"skipping {path}: {problem}")
                 continue
-            data["_dir"] = str(path.parent)
             out.append(data)
         return out
 

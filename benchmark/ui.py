@@ -9,6 +9,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeRemainingColumn)
 from rich.table import Table
 
+from .results import CellResult
+
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
@@ -87,17 +89,17 @@ def fmt(value) -> str:
     return str(value)
 
 
-def metrics_table(result: dict, status: str = "") -> Table:
+def metrics_table(result: CellResult, status: str = "") -> Table:
     """Directions × metrics for one cell."""
-    metrics = result["metrics"]
+    metrics = result.metrics
     names: list[str] = []
     for values in metrics.values():
         names += [k for k in values if k not in names and isinstance(values[k], (int, float))]
-    title = f"{result['method']} × {result['task']} · seed {result['seed']}" + (f" · {status}" if status else "")
+    title = f"{result.method} × {result.task} · seed {result.seed}" + (f" · {status}" if status else "")
     table = Table(title=title, title_justify="left")
     table.add_column("direction")
     for name in names:
-        table.add_column(name + (" *" if name == result.get("main_metric") else ""), justify="right")
+        table.add_column(name + (" *" if name == result.main_metric else ""), justify="right")
     for direction, values in metrics.items():
         table.add_row(direction, *[fmt(values.get(n, "")) for n in names])
     return table

@@ -1,4 +1,4 @@
-"""Cross-Modal Code Matching (CMCM; Liu et al. 2021a, as coded inside DCID's quantizer, ORIGINAL_CODE.md §1.3).
+"""Cross-Modal Code Matching (CMCM; Liu et al. 2021a, as coded inside DCID's quantizer, docs/ORIGINAL_CODE.md §1.3).
 
 Each clip gets a soft code distribution p = mean_T softmax_L(−‖z_t − e‖); clips are matched across two
 modalities x, y by S_ij = Σ_k p^x_ik log p^y_jk + Σ_k p^y_ik log p^x_jk and a softmax over the batch. The score is

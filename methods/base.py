@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.atomic import atomic_write
 from benchmark.contracts import Method, Pretrained, RunContext, UserError
 
 from .quantizers import parse_fsq_levels
@@ -27,7 +27,7 @@ from .trainer import TrainConfig, TrainResult, train, training_summary
 
 MODALITY_ORDER = ("audio", "video", "text")   # the released sequential MM-EMA order (a, then v, then t)
 
-# Scale presets. `paper` = the released DCID widths and schedule (ORIGINAL_CODE.md §1.3-1.4); `default` = a CPU
+# Scale presets. `paper` = the released DCID widths and schedule (docs/ORIGINAL_CODE.md §1.3-1.4); `default` = a CPU
 # preset (same architecture, smaller widths, one transformer layer) for the synthetic default world on 2 cores.
 # The default budget (16 epochs x batch 128 = 512 steps, one budget for every method) comes from the budget study
 # (`python -m benchmark budget`, results/tables/budget.md): every method's AVE accuracy rises steeply up to 16
@@ -182,12 +182,6 @@ def summarize_codes(counts: Mapping[str, np.ndarray], modes: Mapping[str, np.nda
 
 
 # --------------------------------------------------------------------------- the frozen representation
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 class CodebookPretrained(Pretrained):
     """A frozen codebook model: raw features -> Φ -> nearest code(s). Stores its diagnostics and history."""
 
@@ -287,11 +281,11 @@ class CodebookPretrained(Pretrained):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        _atomic_write(directory / "model.pt", lambda p: torch.save(state, p))
+        atomic_write(directory / "model.pt", lambda p: torch.save(state, p))
         meta = {"format": 1, "method": self.method, "entry": self.entry, "settings": self.settings,
                 "shapes": {m: list(v) for m, v in self.shapes.items()}, "diagnostics": self._diagnostics,
                 "history": self.history}
-        _atomic_write(directory / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
+        atomic_write(directory / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
 
     @classmethod
     def load(cls, directory: Path, device: str = "cpu", builder=None) -> "CodebookPretrained":

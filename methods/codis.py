@@ -1,6 +1,6 @@
 """CODIS (Duan et al., CVPR 2022, "Multi-modal Alignment using Representation Codebook") on paired audio/video/text.
 
-No public code exists (ORIGINAL_CODE.md §5); this follows the paper's description:
+No public code exists (docs/ORIGINAL_CODE.md §5); this follows the paper's description:
 - a codebook of K prototypes (cluster centres) c_k shared by every modality, learnt by gradient;
 - assignments by optimal transport: the momentum teacher's features are assigned to the prototypes by Sinkhorn
   (entropic OT with uniform marginals, so every prototype receives n/K of the batch — no collapse onto few codes):

@@ -1,4 +1,4 @@
-"""Per-modality encoders and decoders of the DCID skeleton (ORIGINAL_CODE.md §1.3), sized from the corpus.
+"""Per-modality encoders and decoders of the DCID skeleton (docs/ORIGINAL_CODE.md §1.3), sized from the corpus.
 
 A `ModalityBranch` owns one modality's parts: an optional text front-end (BiLSTM), the modal-general encoder Φ
 (→ z `[B, T, D]`, the input of the quantizer), the modal-specific encoder Ψ (→ the decoder's side input and the

@@ -1,4 +1,4 @@
-"""FCCID (seed 000; "FCID" in the released ACL'25 code, ORIGINAL_CODE.md §3): fine and coarse cross-modal
+"""FCCID (seed 000; "FCID" in the released ACL'25 code, docs/ORIGINAL_CODE.md §3): fine and coarse cross-modal
 information disentangling.
 
 Fine (FCID, audio–video, per second; Eq. 1–4): modal-general Φ_f^m and modal-specific Ψ_f^m encoders for m ∈ {a, v};

@@ -5,7 +5,7 @@ straight-through output (value of the code, gradient of z); `indices` is `[B, T]
 `quantize(z)` is the inference path (no EMA update, no straight-through); `codebooks` lists the `[L, D]` tables
 refiners (TOC) read; `distance_logits(z)` gives −‖z − e‖ over the codes that CMCM's soft assignment uses.
 
-- `MultiModalEMAQuantizer` (DCID, §1.3 of ORIGINAL_CODE.md): one codebook shared by every modality, nearest code
+- `MultiModalEMAQuantizer` (DCID, docs/ORIGINAL_CODE.md §1.3): one codebook shared by every modality, nearest code
   by squared L2, EMA codebook (decay 0.99, eps 1e-5, Laplace-smoothed counts), the multi-modal EMA (each
   modality's codes also pulled towards the other modalities' features at the same (b, t): self 0.5, the rest split
   evenly), cross-modal commitment (self 2β, cross β split evenly), and dead-code reset.

@@ -11,7 +11,7 @@ Each modality's embedding e^m `[B, T, D]` (modal-general encoder Φ^m) is split 
   concatenated features, which keeps the specific half informative (pretraining here has no downstream classifier).
 `encode` returns the shared half `[N, T, D/2]` per second (continuous, `discrete = False`).
 
-Design decisions (SimMMDG's own code is supervised domain generalisation; ORIGINAL_CODE.md §5):
+Design decisions (SimMMDG's own code is supervised domain generalisation; docs/ORIGINAL_CODE.md §5):
 - Labels (`labels` option): `auto` uses the pretraining corpus' clip classes (`labels/clip`, as SimMMDG's SupCon is
   supervised) when the corpus exposes them, else instance-level positives (the same clip in the other modalities);
   `clip` requires them, `instance` never uses them (label-free, comparable with the self-supervised methods).

@@ -8,7 +8,7 @@ rebuilds z̄_1^m. Codes of both layers are concatenated at inference: `encode` -
 `codebooks` -> [codebook 1, codebook 2] (so TOC selects dims per layer), `codes` -> `[N, T, 2]`.
 `only1` (Table II "SRCID(only1)") encodes with layer 1 alone: `[N, T, D1]`, one codebook, codes `[N, T]`.
 
-No public code exists (ORIGINAL_CODE.md §4); design decisions follow the closest released code, H-DCID (§2.3):
+No public code exists (docs/ORIGINAL_CODE.md §4); design decisions follow the closest released code, H-DCID (§2.3):
 - Warm start: layer-2 losses join, weighted 0.3 (`layer2_weight`), from epoch `warm_epoch` on (H-DCID: after 3 of 5
   epochs), or earlier once the running mean of layer 1's summed CLUB estimate falls below `warm_mi` (the paper:
   "once the first layer's MI loss approaches 0"; null = epoch rule only). Before that layer 2 is not run at all and its

@@ -7,7 +7,7 @@ For every codebook dimension k the codebook e ∈ R^{L×D} (L codes) is scored b
 and the top-Q dimensions by U_k are kept (Q defaults to D/2: the paper's 128 of 256, and still meaningful for the
 narrower CPU-preset codebooks). Downstream heads then see only those dimensions of the quantized vectors; codes
 are still chosen by the full-D nearest-neighbour search (as in the released `cal_criterion` scripts,
-ORIGINAL_CODE §2.2). Nothing is retrained. Several codebooks whose vectors encode() concatenates (SRCID's two
+docs/ORIGINAL_CODE.md §2.2). Nothing is retrained. Several codebooks whose vectors encode() concatenates (SRCID's two
 layers, TURN's chunks) get Q dims each; residual levels that add up in one D-wide vector share one selection,
 scored on the first level (the coarse one that carries most of the vector).
 

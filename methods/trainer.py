@@ -23,7 +23,6 @@ same `resume_tag` continues from the last finished epoch and ends with the same 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from benchmark.atomic import atomic_open
 
 from .precision import DTYPES, autocast, full_precision, grad_scaler, upcast
 
@@ -225,9 +226,8 @@ def save_checkpoint(directory: Path, state: dict) -> Path:
     """Atomically write `epoch-XXXX.pt`, then drop older epochs of the same directory."""
     directory.mkdir(parents=True, exist_ok=True)
     path = _checkpoint_path(directory, state["epoch"])
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as fh:
+        torch.save(state, fh)
     for old in directory.glob("epoch-*.pt"):
         if old != path:
             old.unlink(missing_ok=True)

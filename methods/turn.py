@@ -1,6 +1,6 @@
 """TURN (Zhao et al., NeurIPS 2022), the alignment stream, as a unified discrete representation.
 
-No public code exists (ORIGINAL_CODE.md §5); this follows the paper's alignment stream:
+No public code exists (docs/ORIGINAL_CODE.md §5); this follows the paper's alignment stream:
 - each modality's modal-general feature z^m `[B, T, D]` is split into q chunks `[B, T, q, D/q]`, chunk k quantized by
   its own codebook (k's codebook shared by all modalities, nearest code + EMA); the code of a second is the
   concatenation of its q chunk codes `[B, T, D]` (`codes` -> `[N, T, q]`);

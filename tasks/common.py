@@ -5,12 +5,12 @@ in `ctx.scratch` (one `.npz` each, reused when a cell is resumed); heads then tr
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from benchmark.atomic import atomic_open
 from benchmark.contracts import Pretrained, RunContext, UserError
 
 SHORT = {"audio": "A", "video": "V", "text": "T"}
@@ -125,9 +125,8 @@ class FeatureCache:
 
     @staticmethod
     def _save(path, idx, encoded: Encoded) -> None:
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, idx=idx, x=encoded.x, valid=encoded.valid)
-        os.replace(tmp, path)
+        with atomic_open(path) as fh:
+            np.savez(fh, idx=idx, x=encoded.x, valid=encoded.valid)
 
 
 def masked_mean(encoded: Encoded) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 Heads are the released scripts' `Semantic_Decoder` (clip classification) and `Semantic_Decoder_AVVP` (per-second
 multi-label), trained with their settings: Adam (lr 4e-4), batch 80, gradient-norm clip 0.5, MultiStepLR
-[10, 20, 30] x 0.5 (ORIGINAL_CODE.md §1.5). One head is trained per *source* modality and scored on every target
+[10, 20, 30] x 0.5 (docs/ORIGINAL_CODE.md §1.5). One head is trained per *source* modality and scored on every target
 of that source, so `V->A` and `V->V` share a head (as in the released scripts) and cost one training.
 
-Protocols (PAPERS.md "Protocol"):
+Protocols (docs/PAPERS.md "Protocol"):
 - `clean` (default): train on the source's train split, keep the epoch with the best score on the source's
   *val* split (early stopping after `patience` epochs without improvement), report that head on the targets.
 - `reference`: train for all `epochs`, score every target after every epoch and keep, per target, the epoch

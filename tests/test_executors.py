@@ -28,7 +28,7 @@ def _grid(tmp_path):
 
 
 def _metrics(store):
-    return {r["key"]: r["metrics"] for r in Store(store).results()}
+    return {r.key: r.metrics for r in Store(store).results()}
 
 
 def _run(grid, world, store, *extra):

@@ -148,7 +148,7 @@ def test_pool_executor_and_shards_match_local(world, tmp_path):
     assert local.returncode == 0 and pool.returncode == 0, pool.stderr
 
     def metrics(store):
-        return {r["key"]: r["metrics"] for r in Store(store).results()}
+        return {r.key: r.metrics for r in Store(store).results()}
     assert metrics(tmp_path / "local") == metrics(tmp_path / "pool")
     for i in range(2):
         assert cli("run", *args, "--results", tmp_path / "shard", "--shard", f"{i}/2").returncode == 0
@@ -195,10 +195,10 @@ def test_inference_only_option_reuses_pretraining_but_not_features(world, tmp_pa
     assert cli("run", "--method", "tinymethod", *base).returncode == 0
     out = cli("run", "--method", "tinymethod@blind=true", *base)
     assert out.returncode == 0, out.stderr
-    results = {r["method"]: r for r in Store(store).results()}
-    assert results["tinymethod"]["pretrain_key"] == results["tinymethod@blind=true"]["pretrain_key"]
-    assert results["tinymethod@blind=true"]["notes"]["pretrain"].startswith("cached")
-    assert results["tinymethod"]["metrics"] != results["tinymethod@blind=true"]["metrics"]
+    results = {r.method: r for r in Store(store).results()}
+    assert results["tinymethod"].pretrain_key == results["tinymethod@blind=true"].pretrain_key
+    assert results["tinymethod@blind=true"].notes["pretrain"].startswith("cached")
+    assert results["tinymethod"].metrics != results["tinymethod@blind=true"].metrics
 
 
 def test_several_grids_run_as_one_cell_list(world, tmp_path):
@@ -221,7 +221,7 @@ def test_pretrain_command_warms_the_cache_that_run_then_uses(world, tmp_path):
     out = cli("run", "--method", "tinymethod", "--task", "tinytask", "--data", world, "--results", store, "-q")
     assert out.returncode == 0, out.stderr
     (result,) = Store(store).results()
-    assert result["pretrain_key"] == rows[0]["key"] and result["notes"]["pretrain"].startswith("cached")
+    assert result.pretrain_key == rows[0]["key"] and result.notes["pretrain"].startswith("cached")
     again = cli("pretrain", "--method", "tinymethod", "--data", world, "--results", store, "--json", report, "-q")
     assert again.returncode == 0 and json.loads(report.read_text())["rows"][0]["status"] == "cached"
     refused = cli("pretrain", "--method", "vqvae", "--data", world, "--results", store)

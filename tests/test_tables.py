@@ -13,7 +13,7 @@ import yaml
 
 from benchmark import tables
 from benchmark.__main__ import main as cli_main
-from benchmark.commands.grid import find_grid, load_grid
+from benchmark.gridspec import find_grid, load_grid
 
 SEEDS = (0, 1, 2)
 T1_TASKS = ("ave", "avvp", "ave_avvp", "ucf_vgg")
@@ -203,7 +203,7 @@ def test_best_per_column_respects_higher_is_better(tmp_path):
     assert run_table(store, tmp_path / "out", str(path), "--format", "terminal") == 0
 
 
-def test_single_seed_shows_interval_as_undefined(tmp_path):
+def test_single_seed_shows_the_mean_alone(tmp_path):
     store = tmp_path / "store"
     put(store, "dcid", "ave", 0, {"V->A": {"acc": 50.0}, "A->V": {"acc": 40.0}})
     grid = {"name": "one", "seeds": [0], "methods": ["dcid"], "tasks": ["ave"],
@@ -211,8 +211,10 @@ def test_single_seed_shows_interval_as_undefined(tmp_path):
                       "rows": [{"method": "dcid"}]}}
     bt = tables.build(tables.parse_table(grid), tables_store_results(store))
     texts = tables.cell_texts(bt)[0]
-    assert [(t.mean, t.pm) for t in texts] == [("50.00", "n/a"), ("40.00", "n/a"), ("45.00", "n/a")]
-    assert "50.00 $\\pm$ n/a" in tables.to_latex(bt)
+    assert [(t.mean, t.pm) for t in texts] == [("50.00", ""), ("40.00", ""), ("45.00", "")]
+    latex, md = tables.to_latex(bt), tables.to_markdown(bt)
+    assert "& 50.00 & 40.00 & 45.00 \\\\" in latex and "| 50.00 | 40.00 | 45.00 |" in md
+    assert "n/a" not in latex + md and "the mean alone when n=1" in tables.caption(bt)
 
 
 def test_mm_rows_excluded_columns_and_direction_means(tmp_path):
@@ -259,7 +261,9 @@ def test_world_choice_and_duplicates_are_reported(tmp_path):
     assert any("several worlds" in w for w in bt.warnings)
     assert bt.index.duplicates == [{"method": "dcid", "task": "ave", "seed": 0, "used": "new", "ignored": ["old"]}]
     other = tables.build(spec, tables_store_results(store), world="smoke-s0")
-    assert other.cells[0][0].per_seed == {0: 99.0} and other.missing[0]["seed"] == 1
+    assert other.cells[0][0].per_seed == {0: 99.0} and other.seeds == [0] and not other.missing  # seeds present
+    asked = tables.build(spec, tables_store_results(store), world="smoke-s0", seeds=[0, 1])
+    assert asked.missing[0]["seed"] == 1
 
 
 def test_canonical_matching_uses_the_registry_and_falls_back_to_spelling():
@@ -384,3 +388,62 @@ def test_typo_in_a_registered_option_names_the_grid_row(tmp_path):
 def test_unknown_format_is_a_user_error(t1_store, tmp_path, capsys):
     assert run_table(t1_store, tmp_path, "t1", "--format", "pdf") == 2
     assert "unknown format pdf" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- readable tables (issue 17)
+def two_rows(tmp_path, a: dict[int, float], b: dict[int, float]):
+    """A one-column table of methods a and b with the given per-seed scores (higher is better)."""
+    store = tmp_path / "store"
+    for method, values in (("a", a), ("b", b)):
+        for seed, v in values.items():
+            put(store, method, "t", seed, {"X": {"acc": v}})
+    grid = {"name": "two", "seeds": [0, 1, 2], "methods": ["a", "b"], "tasks": ["t"],
+            "table": {"avg": False, "columns": [{"task": "t", "direction": "X"}],
+                      "rows": [{"method": "a"}, {"method": "b"}]}}
+    return tables.parse_table(grid), tables_store_results(store)
+
+
+def test_bold_only_where_the_best_is_significantly_ahead(tmp_path):
+    spec, results = two_rows(tmp_path / "1", {0: 56.0, 1: 44.0, 2: 50.0}, {0: 43.0, 1: 55.0, 2: 49.0})
+    bt = tables.build(spec, results)                 # a leads by 1 point with a spread of ±12: a tie
+    assert bt.column_best() == [set()] and "| a | 50.00 ± " in tables.to_markdown(bt)
+    assert "no bold = a tie within seed noise" in tables.caption(bt)
+    spec, results = two_rows(tmp_path / "2", {0: 56.0, 1: 54.0, 2: 55.0}, {0: 50.1, 1: 48.0, 2: 49.2})
+    assert tables.build(spec, results).column_best() == [{0}]      # ~6 points ahead on every seed
+
+
+def test_seeds_default_to_those_present_with_a_warning_on_unequal_counts(tmp_path, capsys):
+    spec, results = two_rows(tmp_path, {0: 50.0, 1: 51.0}, {0: 40.0})
+    bt = tables.build(spec, results)
+    assert bt.seeds == [0, 1] and not [m for m in bt.missing if m["seed"] == 2]   # the grid's seed 2: none stored
+    assert [w for w in bt.warnings if "different seed counts (1 to 2 of seeds 0, 1)" in w]
+    assert tables.build(spec, results, seeds=[0]).warnings == []
+
+
+def test_no_paper_and_no_ci(t1_store, tmp_path):
+    assert run_table(t1_store, tmp_path, "t1", "--format", "md", "--no-paper", "--no-ci") == 0
+    md = (tmp_path / "t1.md").read_text()
+    assert "\n| CODIS | **52.10** | **52.60** |" in md
+    assert "(36.8)" not in md and "In parentheses" not in md and "±" not in md.split("\n\n")[1]
+    assert "Mean over seeds of" in md
+
+
+def test_narrow_terminal_never_cuts_cells(t1_store):
+    from rich.console import Console
+    bt = tables.build(tables.load_table("t1"), tables_store_results(t1_store))
+    console = Console(width=80, record=True, color_system=None)
+    console.print(tables.to_rich(bt, width=80))
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    for line in tables.cell_texts(bt):
+        for t in line:
+            if t.state == "ok":
+                assert f"{t.mean} ± {t.pm}" in text
+
+
+def test_captions_name_the_paper():
+    assert tables.load_table("t1").title.startswith("FCCID paper, Table 1")
+    assert tables.load_table("srcid_t2").title.startswith("SRCID paper, Table II")
+    for name in tables.table_names():
+        spec = tables.load_table(name)
+        assert "seed 00" not in (spec.title + spec.paper_source).lower(), name

@@ -7,10 +7,9 @@ from pathlib import Path
 from .. import runner
 from .. import spec as specs
 from ..contracts import UserError
+from ..gridspec import PROFILES
 from ..store import Store
 from ..ui import CellProgress, console, err_console, metrics_table
-
-PROFILES = ("smoke", "default", "paper")
 
 
 def cli_int(text: str) -> int:
@@ -126,7 +125,7 @@ def print_results(outcomes) -> None:
     for o in sorted(outcomes, key=lambda o: o.cell.sort_key()):
         if o.result is not None:
             console.print(metrics_table(o.result, o.status))
-            note = o.result.get("notes", {}).get("pretrain")
+            note = o.result.notes.get("pretrain")
             if note:
                 console.print(f"  [dim]pretrain: {note}[/]" if o.status == "ran" else
                               "  [dim]pretrain: (cell served from cache)[/]")
@@ -139,7 +138,7 @@ def read_store(results: str, world: str | None, what: str = "results"):
         raise UserError(f"--results '{root}' is not a directory (run `python -m benchmark grid ...` first)")
     found = Store(root).results()
     if world is not None:
-        worlds = sorted({str(r.get("world")) for r in found if r.get("world") is not None})
+        worlds = sorted({str(r.world) for r in found if r.world is not None})
         if world not in worlds:
             import difflib
             close = difflib.get_close_matches(world, worlds, n=1)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .. import budget, runner
 from .. import spec as specs
+from ..atomic import atomic_write_text
 from ..contracts import UserError
-from ..store import Store, atomic_write_text
+from ..store import Store
 from ..ui import CellProgress, console
 from ._common import add_world_options, options_from
 

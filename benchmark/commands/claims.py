@@ -1,4 +1,4 @@
-"""`claims`: evaluate the seven claims of PAPERS.md on the result store (holds / fails / inconclusive).
+"""`claims`: evaluate the seven claims of docs/PAPERS.md on the result store (holds / fails / inconclusive).
 
 Rules are fixed in `benchmark/claims.py` (docstring); verdicts are printed and written to
 `<out>/claims.md` and `<out>/claims.json`. Never trains.

@@ -1,19 +1,11 @@
 """`grid NAME|FILE`: expand a YAML grid (methods × tasks × seeds, plus extra blocks) and run it."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-import yaml
-
 from .. import runner
-from .. import spec as specs
-from ..contracts import UserError
+from ..gridspec import expand_all, find_grid, load_grid
 from ..store import Store
 from ..ui import console
-from ._common import PROFILES, add_run_options, execute, options_from
-
-GRID_DIR = Path(__file__).resolve().parent.parent / "grids"
+from ._common import add_run_options, execute, options_from
 
 
 def add_parser(sub) -> None:
@@ -22,116 +14,6 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the cell count and how many are cached")
     add_run_options(p)
     p.set_defaults(func=main)
-
-
-def find_grid(name: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise UserError(f"grid file '{name}' does not exist")
-        return path
-    candidate = GRID_DIR / f"{name}.yaml"
-    if not candidate.is_file():
-        import difflib
-        known = sorted(p.stem for p in GRID_DIR.glob("*.yaml"))
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UserError(f"unknown grid '{name}'{hint} (known: {', '.join(known) or 'none'})")
-    return candidate
-
-
-GRID_KEYS = {"name", "title", "description", "notes", "profile", "seeds", "methods", "tasks", "blocks", "table"}
-BLOCK_KEYS = {"methods", "tasks", "note"}
-MAX_GRID_BYTES = 1 << 20
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
-
-
-def _spec_list(value, where: str, what: str) -> list[str]:
-    if not isinstance(value, list) or not value:
-        raise UserError(f"{where}: '{what}' must be a non-empty list of spec strings, got {value!r}"[:300])
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise UserError(f"{where}: '{what}' entries must be spec strings, got {item!r}"[:300])
-        specs._check_text(item, what[:-1])   # resolved against the registry when the grid is planned
-    return value
-
-
-def _unknown(keys, known: set, where: str) -> None:
-    extra = sorted(str(k) for k in keys if k not in known)
-    if extra:
-        import difflib
-        close = difflib.get_close_matches(extra[0], sorted(known), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UserError(f"{where}: unknown key '{extra[0]}'{hint} (known: {', '.join(sorted(known))})")
-
-
-def load_grid(path: Path) -> dict:
-    """Read and type-check a grid file: every field, every spec and every seed, before anything is planned."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the grid file: {exc.strerror or type(exc).__name__}") from None
-    if len(raw) > MAX_GRID_BYTES:
-        raise UserError(f"{path}: grid file of {len(raw)} bytes (at most {MAX_GRID_BYTES})")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
-    try:
-        grid = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"bad YAML in {path}: {str(exc).splitlines()[0]}") from None
-    except (ValueError, RecursionError) as exc:   # e.g. an integer beyond Python's digit limit
-        raise UserError(f"bad YAML in {path}: {type(exc).__name__}: {str(exc)[:120]}") from None
-    if not isinstance(grid, dict):
-        raise UserError(f"{path}: a grid must be a mapping with 'methods', 'tasks' (and optional 'seeds', 'blocks')")
-    _unknown(grid, GRID_KEYS, str(path))
-    for key in ("name", "title", "description", "notes", "profile"):
-        if key in grid and not isinstance(grid[key], str):
-            raise UserError(f"{path}: '{key}' must be a string, got {grid[key]!r}"[:300])
-    if "name" in grid and not _TABLE_NAME.match(grid["name"]):
-        raise UserError(f"{path}: name {grid['name']!r} must be letters, digits, '_', '-' or '.' (at most 100, "
-                        f"no '/'), since it names the table files"[:300])
-    if "profile" in grid and grid["profile"] not in PROFILES:
-        raise UserError(f"{path}: profile must be one of {', '.join(PROFILES)}, got {grid['profile']!r}"[:300])
-    if "seeds" in grid:
-        grid["seeds"] = specs.check_seeds(grid["seeds"], f"{path}: seeds")
-    if "table" in grid and not isinstance(grid["table"], dict):
-        raise UserError(f"{path}: 'table' must be a mapping, got {grid['table']!r}"[:300])
-    blocks = []
-    if "methods" in grid or "tasks" in grid:
-        blocks.append({"methods": grid.get("methods"), "tasks": grid.get("tasks")})
-    extra = grid.get("blocks", [])
-    if not isinstance(extra, list):
-        raise UserError(f"{path}: 'blocks' must be a list of {{methods: [...], tasks: [...]}}, got {extra!r}"[:300])
-    blocks += extra
-    if not blocks:
-        raise UserError(f"{path}: the grid has no cells (give 'methods' and 'tasks', or 'blocks')")
-    for i, block in enumerate(blocks):
-        where = f"{path}: block {i}" if i or "methods" not in grid and "tasks" not in grid else str(path)
-        if not isinstance(block, dict):
-            raise UserError(f"{where}: expected a mapping with 'methods' and 'tasks', got {block!r}"[:300])
-        _unknown(block, BLOCK_KEYS, where)
-        for what in ("methods", "tasks"):
-            if what not in block or block[what] is None:
-                raise UserError(f"{where}: missing '{what}' (a non-empty list of specs)")
-            _spec_list(block[what], where, what)
-    grid["_blocks"] = blocks
-    return grid
-
-
-def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:
-    """The union of the cells of every block of every grid (each grid with its own seeds unless --seeds is given),
-    deduplicated and sorted."""
-    cells, seen = [], set()
-    for grid in grids:
-        for block in grid["_blocks"]:
-            for cell in runner.plan(block["methods"], block["tasks"], seeds or grid.get("seeds") or [0], world):
-                ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
-                if ident not in seen:
-                    seen.add(ident)
-                    cells.append(cell)
-    return sorted(cells, key=runner.Cell.sort_key)
 
 
 def main(args) -> int:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from .. import runner
 from .. import spec as specs
+from ..atomic import atomic_write_json
 from ..contracts import UserError
-from ..store import Store, atomic_write_json
+from ..store import Store
 from ..ui import CellProgress, console
 from ._common import add_world_options, options_from
 

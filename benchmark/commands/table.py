@@ -25,7 +25,11 @@ def add_parser(sub) -> None:
     p.add_argument("--results", default="results", metavar="DIR", help="result store (default results/)")
     p.add_argument("--out", metavar="DIR", help="where files go (default <results>/tables)")
     p.add_argument("--world", help="world label to use when the store holds several (e.g. default-s0)")
-    p.add_argument("--seeds", type=cli_int, nargs="+", metavar="S", help="seeds to use (default: the grid's seeds)")
+    p.add_argument("--seeds", type=cli_int, nargs="+", metavar="S",
+                   help="seeds to use (default: those the store holds for the table's cells; a warning when cells "
+                        "have different seed counts)")
+    p.add_argument("--no-paper", action="store_true", help="leave out the papers' numbers")
+    p.add_argument("--no-ci", action="store_true", help="leave out the ± 95%% CI half-widths (means only)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any cell is missing")
     p.set_defaults(func=main)
 
@@ -51,10 +55,11 @@ def main(args) -> int:
     results = read_store(args.results, args.world)
     out = Path(args.out) if args.out else results_dir / "tables"
     any_missing = False
+    display = tables.Display(paper=not args.no_paper, ci=not args.no_ci)
     for spec in specs:
-        bt = tables.build(spec, results, world=args.world, seeds=args.seeds)
+        bt = tables.build(spec, results, world=args.world, seeds=args.seeds, display=display)
         if "terminal" in formats:
-            console.print(tables.to_rich(bt))
+            console.print(tables.to_rich(bt, width=console.width))
         for line in bt.warnings + tables.missing_lines(bt):
             err_console.print(f"[yellow]warning[/] {spec.name}: {line}", soft_wrap=True, markup=True, highlight=False)
         any_missing |= bool(bt.missing)

@@ -1,4 +1,4 @@
-"""Convert the layouts users hold into native files (ORIGINAL_CODE.md §1.2), streaming clip blocks.
+"""Convert the layouts users hold into native files (docs/ORIGINAL_CODE.md §1.2), streaming clip blocks.
 
 - AVE-ECCV18: `audio_feature.h5`, `visual_feature.h5`, `labels.h5` (key `avadataset`), `{train,val,test}_order.h5`
   (key `order`), optional `Annotations.txt` (`Category&YouTubeID&Quality&Start&End`) for class names.

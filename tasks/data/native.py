@@ -1,4 +1,4 @@
-"""unibench's native feature format: one self-describing HDF5 file per dataset (DATA.md).
+"""unibench's native feature format: one self-describing HDF5 file per dataset (docs/DATA.md).
 
 Layout of `<name>.h5` (widths are read from the file, never assumed):
 
@@ -18,13 +18,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import h5py
 import numpy as np
 
+from benchmark.atomic import atomic_path
 from benchmark.contracts import UserError
 
 FORMAT_VERSION = 1
@@ -365,12 +365,12 @@ class NativeWriter:
         self.dataset, self.classes = dataset, [str(c) for c in classes]
         self.generator, self.extra = generator, attrs
         self.f: h5py.File | None = None
-        self._tmp: str | None = None
+        self._tmp: Path | None = None
 
     def __enter__(self) -> "NativeWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
+        self._publish = atomic_path(self.path)
+        self._tmp = self._publish.__enter__()
         self.f = h5py.File(self._tmp, "w", track_order=False)
         a = self.f.attrs
         a["format_version"] = FORMAT_VERSION
@@ -394,13 +394,10 @@ class NativeWriter:
                     FeatureFile(self._tmp).close()   # validate before publishing
                 except UserError as err:
                     raise UserError(str(err).replace(str(self._tmp), str(self.path))) from None
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)   # mkstemp makes 0600; published files follow the umask
-                os.replace(self._tmp, self.path)
-        finally:
-            if self._tmp and os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+        except BaseException as err:                 # nothing published, the temp file removed
+            self._publish.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._publish.__exit__(exc_type, exc, tb)   # publishes (or, after an exception, removes the temp file)
         return False
 
     def features(self, modality: str, shape: tuple[int, ...], dtype: str = "float32") -> h5py.Dataset:

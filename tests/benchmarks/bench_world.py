@@ -101,7 +101,7 @@ def world_probe(root: Path, ks=(8, 16), pca_width: int = 64, fit_clips: int = 30
 
 
 def check_discriminative(r: dict) -> list[str]:
-    """The acceptance properties of DATA.md, as failures (empty = all hold)."""
+    """The acceptance properties of docs/DATA.md, as failures (empty = all hold)."""
     fails = []
     chance = max(r["chance"], r["majority"])
     for d, acc in r["raw"].items():

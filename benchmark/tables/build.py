@@ -1,0 +1,138 @@
+"""A table built from the store: per (row, column) the per-seed values, their summary and what bold means.
+
+Pure: reads results only. Over seeds a cell shows mean ± 95 % t-interval (`stats.summarize`).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .. import stats
+from ..results import CellResult
+from .index import Index, build_index, cell_value
+from .layout import TableSpec, table_cells
+from .names import mm_direction
+
+
+@dataclass
+class CellStats:
+    per_seed: dict[int, float]
+    summary: stats.Summary | None
+    excluded: bool = False
+    higher_is_better: bool | None = None
+    metric: str | None = None
+    unconverged: bool = False    # a contributing pretraining did not pass its convergence diagnostic
+
+
+@dataclass(frozen=True)
+class Display:
+    """What the renderers show; the numbers and the bold marks are the same either way."""
+
+    paper: bool = True    # the papers' numbers in parentheses
+    ci: bool = True       # "± half-width" of the 95 % CI (never shown for n = 1, where it is undefined)
+
+
+@dataclass
+class BuiltTable:
+    spec: TableSpec
+    index: Index
+    cells: list[list[CellStats]]            # [row][column]
+    avg: list[CellStats | None]             # per row (None when the table has no Avg column)
+    missing: list[dict]
+    used: dict[str, CellResult]             # key -> result of every contributing cell
+    seeds: list[int]
+    warnings: list[str]
+    metrics_by_task: dict[str, set]
+    display: Display = Display()
+
+    def column_best(self) -> list[set[int]]:
+        """Row index in bold per column (+ Avg last): the best mean, only when it is significantly ahead of the
+        runner-up (`significantly_ahead`); a lead within seed noise is a tie and nothing is bold."""
+        cols = [[self.cells[r][c] for r in range(len(self.cells))] for c in range(len(self.spec.columns))]
+        if self.spec.avg:
+            cols.append(self.avg)
+        best = []
+        for col in cols:
+            present = [(i, c) for i, c in enumerate(col)
+                       if c is not None and c.summary is not None and not self.spec.rows[i].reference]
+            hib = {c.higher_is_better for c in col if c is not None and c.summary is not None}
+            if self.spec.bold == "none" or len(present) < 2 or len(hib) != 1 or None in hib:
+                best.append(set())
+                continue
+            sign = 1.0 if hib.pop() else -1.0
+            (i, top), (_, second) = sorted(present, key=lambda ic: -sign * ic[1].summary.mean)[:2]
+            best.append({i} if significantly_ahead(top, second, sign) else set())
+        return best
+
+
+def significantly_ahead(a: CellStats, b: CellStats, sign: float = 1.0) -> bool:
+    """Whether `a` beats `b` (sign -1: lower is better) by a paired t-test over the seeds both hold, p < α."""
+    seeds = sorted(set(a.per_seed) & set(b.per_seed))
+    if len(seeds) < 2:
+        return False
+    test = stats.paired_test([a.per_seed[s] for s in seeds], [b.per_seed[s] for s in seeds])
+    return test.p < stats.ALPHA and sign * test.mean_diff > 0
+
+
+def _hib(results: Iterable[CellResult], metric: str | None) -> bool | None:
+    found = {r.higher_is_better_for(metric) for r in results} - {None}
+    return found.pop() if len(found) == 1 else None
+
+
+def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | None = None,
+          seeds: Sequence[int] | None = None, display: Display = Display()) -> BuiltTable:
+    """Resolve every (row, column) cell against the store. `seeds` None = the seeds the store holds for the
+    table's cells (the grid's seeds when it holds none); cells with different seed counts add a warning."""
+    wanted = {(m, t) for m, t, _ in table_cells(table)}
+    index = build_index(results, world, wanted)
+    if seeds is None:
+        seeds = {s for (m, t, s) in index.cells if (m, t) in wanted} or table.seeds
+    seeds = sorted(int(s) for s in seeds)
+    missing: list[dict] = []
+    used: dict[str, dict] = {}
+    metrics_by_task: dict[str, set] = defaultdict(set)
+    grid, avgs = [], []
+    for row in table.rows:
+        line = []
+        for col in table.columns:
+            task = col.task or row.task
+            if task in row.exclude:
+                line.append(CellStats({}, None, excluded=True))
+                continue
+            dirs = row.directions or col.directions
+            if row.mm:
+                dirs = tuple(mm_direction(d) for d in dirs)
+            metric = col.metric or table.metric
+            per_seed = {}
+            cell_results = []
+            for s in seeds:
+                v = cell_value(index, row.method, task, dirs, metric, s, missing, used)
+                if v is not None:
+                    per_seed[s] = v
+                    cell_results.append(index.get(row.method, task, s))
+            for r in cell_results:
+                metrics_by_task[task].add(r.metric_name(metric))
+            hib = col.higher_is_better if col.higher_is_better is not None else _hib(cell_results, metric)
+            line.append(CellStats(per_seed, stats.summarize(list(per_seed.values())) if per_seed else None,
+                                  higher_is_better=hib, metric=metric,
+                                  unconverged=any(r.converged is False for r in cell_results)))
+        grid.append(line)
+        if table.avg:
+            active = [c for c in line if not c.excluded]
+            per_seed = {s: sum(c.per_seed[s] for c in active) / len(active)
+                        for s in seeds if active and all(s in c.per_seed for c in active)}
+            hibs = {c.higher_is_better for c in active if c.summary is not None}
+            avgs.append(CellStats(per_seed, stats.summarize(list(per_seed.values())) if per_seed else None,
+                                  higher_is_better=hibs.pop() if len(hibs) == 1 else None,
+                                  unconverged=any(c.unconverged for c in active)))
+        else:
+            avgs.append(None)
+    unique = {(m["method"], m["task"], m["seed"], m["reason"]): m for m in missing}
+    missing = sorted(unique.values(), key=lambda m: (m["task"], m["method"], m["seed"], m["reason"]))
+    warnings = list(index.warnings)
+    counts = {c.summary.n for line in grid for c in line if c.summary is not None}
+    if len(counts) > 1:
+        warnings.append(f"cells have different seed counts ({min(counts)} to {max(counts)} of seeds "
+                        f"{', '.join(map(str, seeds))}); choose the seeds with --seeds")
+    return BuiltTable(table, index, grid, avgs, missing, used, seeds, warnings, dict(metrics_by_task), display)
