@@ -7,7 +7,7 @@ import sys
 
 from .contracts import UserError
 
-COMMANDS = ("run", "grid", "pretrain", "budget", "table", "ls", "data", "plot", "claims")
+COMMANDS = ("run", "grid", "pretrain", "budget", "table", "ls", "data", "plot", "claims", "report")
 
 
 class _Parser(argparse.ArgumentParser):
