@@ -22,7 +22,7 @@ from .contracts import UserError
 from .store import ENV, Store, atomic_write_text
 
 # a table cell of the Markdown tables: mean (bold when best), marks, ± CI, [n=k], (paper)
-CELL = re.compile(r"^(?P<mean>\*\*[^*]+\*\*|[-+]?\d[\d.]*|n/a)(?P<flag>[^\s\d±(\[]*)(?P<ci> ± \S+)?"
+CELL = re.compile(r"^(?P<mean>\*\*[-+]?\d[\d.]*\*\*|[-+]?\d[\d.]*|n/a)(?P<flag>[^\s\d±(\[]*)(?P<ci> ± \S+)?"
                   r"(?P<n> \[n=\d+\])?(?P<paper> \([^()]*\))?$")
 MISSING = re.compile(r"^(?P<word>missing)(?P<paper> \([^()]*\))?$")
 TOGGLES = (("hide-ref", "floor / ceiling rows"), ("hide-ci", "95 % CIs"), ("hide-paper", "paper numbers"))
@@ -207,7 +207,7 @@ figure{background:#fff;border:1px solid #ddd;border-radius:6px;margin:14px 0;pad
 figure img{max-width:100%;height:auto;cursor:zoom-in;display:block}figure img.full{max-width:none;cursor:zoom-out}
 figcaption{color:#555;font-size:12.5px;margin-top:4px}.fig-scroll{overflow-x:auto}
 #prov-filter{margin:6px 0;padding:4px 8px;width:320px}code{font-size:12.5px}
-.note{color:#b06000}
+.note{color:#b06000}h2,section,figure{scroll-margin-top:48px}
 """
 
 SCRIPT = """
