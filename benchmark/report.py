@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .contracts import UserError
+from .report_plots import _natural
 from .store import ENV, Store, atomic_write_text
 
 # a table cell of the Markdown tables: mean (bold when best), marks, ± CI, [n=k], (paper)
@@ -122,10 +123,6 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _natural(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def _grid_rows(meta: dict | None, name: str) -> tuple[list[bool], list[bool]] | tuple[None, None]:
