@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PYTHON) -m benchmark table all --results $(RESULTS) --format all
 	$(PYTHON) -m benchmark claims --results $(RESULTS)
 	$(PYTHON) -m benchmark plot report --results $(RESULTS)
+	$(PYTHON) -m benchmark report --results $(RESULTS)
 
 # only the ablation grids that retrain (codebook sizes, CLUB switches, quantizers); `make bench` includes them
 ablations: $(STAMP)

@@ -13,9 +13,11 @@
 """
 from __future__ import annotations
 
+import math
+import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -74,19 +76,72 @@ def _layers(code_counts: Mapping[str, Sequence]) -> list[dict[str, np.ndarray]]:
     raise ValueError(f"code_counts must be [L] or [layers, L] per modality, got ndim {sorted(depth)}")
 
 
-def collect_activation(results: Sequence[CellResult]) -> dict[str, dict[int, dict]]:
-    """label -> seed -> fractions, one pretraining per (base method, seed): every task of it, and every
-    training-free refiner (+toc) on it, reports the same codebook, so it is counted once."""
-    out: dict[str, dict[int, dict]] = defaultdict(dict)
+def collect_activation(results: Sequence[CellResult]) -> dict[str, dict[int, list[dict]]]:
+    """spec -> seed -> code counts per codebook ({modality: [L]}), one entry per pretraining.
+
+    Every task of a pretraining, every training-free refiner on it (+toc) and every inference-only option
+    (srcid@only1=true) report the same codebook, and a spec that spells out the preset (dcid@epochs=16) has the
+    same pretraining key: each pretraining is counted once, under its shortest spec."""
+    seen: dict[tuple, tuple[str, list]] = {}
     for r in results:
         counts = r.diagnostics.get("code_counts")
         if not counts:
             continue
-        layers = _layers(counts)
-        for i, layer in enumerate(layers):
-            label = r.base + (f" (layer {i + 1})" if len(layers) > 1 else "")
-            out[label].setdefault(r.seed, activation_fractions(layer))
+        spec, seed = r.base, int(r.seed)
+        ident = (r.pretrain_key or spec, seed)
+        if ident not in seen or (len(spec), spec) < (len(seen[ident][0]), seen[ident][0]):
+            seen[ident] = (spec, _layers(counts))
+    out: dict[str, dict[int, list[dict]]] = defaultdict(dict)
+    for (_, seed), (spec, layers) in sorted(seen.items(), key=lambda kv: (kv[1][0], kv[0][1])):
+        out[spec][seed] = layers
     return dict(out)
+
+
+def _natural(text: str) -> list:
+    """Sort key that puts 'epochs=8' before 'epochs=16'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def method_labels(specs: Iterable) -> Callable[[str], str]:
+    """canonical method spec -> the name the tables print for it (from the tables' row labels).
+
+    A spec a table names keeps that label when it is self-explanatory ("DCID (FSQ)"); a row label that only makes
+    sense under its table's row header ("256" under "Codebook size") is prefixed with the method and that header
+    ("FCCID, Codebook size: 256"); a spec no table names is its base's label plus its options
+    ("DCID (epochs=8)")."""
+    named: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for spec in specs:
+        for row in spec.rows:
+            if not (row.mm or row.directions or row.task):   # rows that are not a method (t3's mask ratios, m->m)
+                named[row.method].append((spec.row_header, _pretty(row.label.strip())))
+
+    def plain(method: str) -> str:
+        labels = [label for _, label in named.get(method, ())]
+        return max(labels, key=labels.count) if labels else method   # the most common spelling: "FCCID"
+
+    def label(method: str) -> str:
+        head, sep, opts = method.partition("@")
+        if not sep or method not in named and "+" in opts:
+            return plain(method)
+        base = plain(head)
+        for header, text in named.get(method, ()):
+            if base.lower() in text.lower():
+                return text
+        if named.get(method):
+            header, text = named[method][0]
+            return f"{base}, {text}" if base.lower() in header.lower() else f"{base}, {header}: {text}"
+        return f"{base} ({opts.replace(',', ', ')})"
+    return label
+
+
+def _pretty(text: str) -> str:
+    return text.replace("<->", "↔").replace("->", "→")
+
+
+def table_labels() -> Callable[[str], str]:
+    """method_labels over every table of the package's grids."""
+    from . import tables
+    return method_labels(tables.load_table(name) for name in tables.table_names())
 
 
 # --------------------------------------------------------------------------- drawing
@@ -100,35 +155,95 @@ def save_png(fig, path: Path) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
-def plot_activation_bars(activation: Mapping[str, Mapping[int, dict]], path: Path) -> Path:
-    """Stacked bars per method: fraction of used codes activated by one / two / all modalities (mean over seeds)."""
-    labels = sorted(activation)
-    if not labels:
+def _family(spec: str) -> str:
+    return spec.split("@")[0].split("+")[0]
+
+
+def _ordered(specs: Iterable[str], label: Callable[[str], str]) -> list[str]:
+    """Specs family by family (by the family's label), the plain method first, then its variants."""
+    return sorted(specs, key=lambda s: (_natural(label(_family(s))), s != _family(s), _natural(label(s))))
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True)) or text
+
+
+def _balanced(sizes: Sequence[int], n: int) -> list[list[int]]:
+    """Split indices 0..len-1, in order, into n consecutive runs of about equal total size (panel columns)."""
+    target, out, acc = sum(sizes) / n, [[]], 0
+    for i, size in enumerate(sizes):
+        if out[-1] and acc + size / 2 > target * len(out) and len(out) < n:
+            out.append([])
+        out[-1].append(i)
+        acc += size
+    return out
+
+
+def plot_activation_bars(activation: Mapping[str, Mapping[int, list[dict]]], path: Path,
+                         label: Callable[[str], str] = str) -> Path:
+    """Small multiples, one panel per method family: a horizontal stacked bar per pretraining (and codebook) —
+    the fraction of its used codes activated by one / two / all modalities, mean over seeds.
+    `activation`: collect_activation's spec -> seed -> code counts per codebook."""
+    if not activation:
         raise UserError("no result carries diagnostics.code_counts; nothing to plot")
-    fig = _figure(max(6.0, 0.9 * len(labels) + 3), 3.8)
-    ax = fig.add_subplot()
-    bottom = np.zeros(len(labels))
-    for cat, text in zip(CATEGORIES, ("one modality (>95%)", "two / in between", "all modalities (≥5% each)")):
-        vals = np.array([np.nanmean([f[cat] for f in activation[l].values()]) for l in labels])
-        ax.bar(labels, vals, bottom=bottom, color=COLOURS[cat], label=text)
-        bottom += vals
-    seeds = {l: len(activation[l]) for l in labels}
-    ax.set_xticks(range(len(labels)), [f"{l}\n(n={seeds[l]})" for l in labels], rotation=30, ha="right",
-                  fontsize=8)
-    ax.set_ylabel("fraction of used codes")
-    ax.set_ylim(0, 1)
-    ax.set_title("Codebook activation by modality (mean over seeds)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    families: dict[str, list[tuple[str, list[float], int]]] = defaultdict(list)
+    for spec in _ordered(activation, label):
+        seeds = activation[spec]
+        depth = max(len(layers) for layers in seeds.values())
+        for i in range(depth):
+            per_seed = [activation_fractions(layers[i]) for layers in seeds.values() if i < len(layers)]
+            means = [float(np.nanmean([f[c] for f in per_seed])) for c in CATEGORIES]
+            name = label(spec) + (f", codebook {i + 1}" if depth > 1 else "")
+            families[_family(spec)].append((name, means, len(per_seed)))
+    names = list(families)
+    columns = _balanced([len(families[f]) + 2 for f in names], min(3, len(names)))   # 2: a panel's title + axis
+    tallest = max(sum(len(families[names[k]]) + 2 for k in col) for col in columns)
+    fig = _figure(5.4 * len(columns), 0.24 * tallest + 1.2)
+    texts = ("one modality (>95 %)", "in between", "all modalities (≥5 % each)")
+    for sub, col in zip(np.atleast_1d(fig.subfigures(1, len(columns))), columns):
+        heights = [len(families[names[k]]) + 2 for k in col]
+        filler = tallest - sum(heights)
+        axes = sub.subplots(len(col) + bool(filler), 1, height_ratios=heights + ([filler] if filler else []))
+        axes = np.atleast_1d(axes)
+        if filler:
+            axes[-1].axis("off")
+        for ax, k in zip(axes, col):
+            bars = families[names[k]]
+            y = np.arange(len(bars))
+            left = np.zeros(len(bars))
+            for j, (cat, text) in enumerate(zip(CATEGORIES, texts)):
+                vals = np.array([m[j] for _, m, _ in bars])
+                ax.barh(y, vals, left=left, color=COLOURS[cat], label=text if k == 0 else None, height=0.75)
+                left += vals
+            for yi, (_, _, n) in zip(y, bars):
+                ax.text(1.01, yi, f"n={n}", va="center", fontsize=7, color="dimgrey")
+            ax.set_yticks(y, [_wrap(name, 34) for name, _, _ in bars], fontsize=8)
+            ax.set_ylim(len(bars) - 0.5, -0.5)   # first on top
+            ax.set_xlim(0, 1.1)
+            ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "", "0.5", "", "1"], fontsize=8)
+            ax.set_title(label(names[k]), fontsize=10, loc="left")
+            ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle("Codebook activation by modality: fraction of used codes, mean over seeds (n)", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return save_png(fig, path)
 
 
-def plot_activation_simplex(per_method: Mapping[str, Mapping[str, Sequence[float]]], path: Path) -> Path:
-    """One panel per method: every used code as a point in the modality simplex (barycentric), coloured by
-    category, size ∝ log activations — the layout of seed 000 Figs. 5/6 for three modalities."""
-    items = sorted(per_method.items())
-    fig = _figure(3.2 * len(items), 3.6)
-    axes = fig.subplots(1, len(items), squeeze=False)[0]
-    for ax, (label, counts) in zip(axes, items):
+def plot_activation_simplex(per_method: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: Path,
+                            label: Callable[[str], str] = str, columns: int = 6) -> Path:
+    """Small multiples, one panel per pretraining: every used code of its first codebook as a point in the
+    modality simplex (barycentric), coloured by category, size ∝ log activations — seed 000 Figs. 5/6 for three
+    modalities. `per_method`: spec -> code counts per codebook (one seed)."""
+    specs = _ordered(per_method, label)
+    ncols = min(columns, len(specs))
+    nrows = math.ceil(len(specs) / ncols)
+    fig = _figure(2.7 * ncols, 2.75 * nrows + 0.5)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[len(specs):]:
+        ax.axis("off")
+    for ax, spec in zip(axes, specs):
+        layers = per_method[spec]
+        counts = layers[0]
         mods, shares, used = modality_shares(counts)
         m = len(mods)
         angles = np.pi / 2 + 2 * np.pi * np.arange(m) / m
@@ -139,43 +254,85 @@ def plot_activation_simplex(per_method: Mapping[str, Mapping[str, Sequence[float
         ax.fill(*np.vstack([corners, corners[:1]]).T, fill=False, lw=0.8, color="grey")
         for cat in CATEGORIES:
             sel = cats == cat
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4 + 6 * np.log1p(total[sel]), c=COLOURS[cat], alpha=0.6,
-                       linewidths=0, label=f"{cat} ({int(sel.sum())})")
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=3 + 4 * np.log1p(total[sel]), c=COLOURS[cat], alpha=0.6,
+                       linewidths=0, label=cat if ax is axes[0] else None)
         for name, (cx, cy) in zip(mods, corners):
-            ax.annotate(name, (cx, cy), ha="center", va="bottom" if cy > 0 else "top", fontsize=8)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlim(-1.25, 1.25)
-        ax.set_ylim(-0.8, 1.3)
+            ax.annotate(name, (cx, cy), ha="center", va="bottom" if cy > 0 else "top", fontsize=7)
+        title = label(spec) + (f" (codebook 1 of {len(layers)})" if len(layers) > 1 else "")
+        ax.set_title(_wrap(title, 30), fontsize=8)
+        counted = "  ".join(f"{c} {int((cats == c).sum())}" for c in CATEGORIES)
+        ax.text(0, -0.95, f"{counted}  dead {int((~used).sum())}", ha="center", va="top", fontsize=6.5)
+        ax.set_xlim(-1.2, 1.2)
+        ax.set_ylim(-1.1, 1.25)
         ax.set_aspect("equal")
         ax.axis("off")
-        ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    fig.suptitle("Codebook activation: each used code in the modality simplex (one seed; colour = how many "
+                 "modalities use it: one > 95 %, all ≥ 5 % each)", fontsize=10)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False, markerscale=2)
     return save_png(fig, path)
 
 
+def _with_ci(ax, xs, cells, beside: Callable[[float], float], **style):
+    """Mean ± 95 % CI error bars, and each seed's value as a hollow dot just `beside` it (so n = 1 still shows
+    what there is and the seeds' spread is visible under the interval)."""
+    means = [c.summary.mean for c in cells]
+    err = [c.summary.half_width if c.summary.ci_defined else 0.0 for c in cells]
+    line = ax.errorbar(xs, means, yerr=err, capsize=3, **style)
+    colour = line[0].get_color()
+    for i, (x, c) in enumerate(zip(xs, cells)):
+        vals = list(c.per_seed.values())
+        ax.scatter([beside(x)] * len(vals), vals, s=14, facecolors="none", edgecolors=colour, linewidths=0.8,
+                   zorder=3, label="one seed" if i == 0 and "label" in style else None)
+    return line
+
+
 def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
-    """Avg. (mean ± 95 % CI over seeds) against each row's `x`, the paper's Avg. as a dashed line."""
-    pts = [(row.x, bt.avg[i], row.paper[-1] if row.paper and len(row.paper) > len(bt.spec.columns) else None)
-           for i, row in enumerate(bt.spec.rows) if row.x is not None and bt.avg[i] is not None]
+    """Avg. (mean ± 95 % CI over seeds, per-seed dots) against each row's `x`, the paper's Avg. dashed; rows
+    without `x` (SRCID Fig. 3's CLUB ablation) as a second panel when at least two of them have results — the
+    title names only what is drawn."""
+    n_cols = len(bt.spec.columns)
+    paper_avg = lambda row: row.paper[-1] if row.paper and len(row.paper) > n_cols else None  # noqa: E731
+    present = lambda i: bt.avg[i] is not None and bt.avg[i].summary is not None  # noqa: E731
+    pts = sorted(((row.x, bt.avg[i], paper_avg(row)) for i, row in enumerate(bt.spec.rows)
+                  if row.x is not None and bt.avg[i] is not None), key=lambda p: p[0])
     if not pts:
         raise UserError(f"table {bt.spec.name}: no row has an 'x' and an Avg. column to plot")
-    pts.sort(key=lambda p: p[0])
-    fig = _figure(4.6, 3.2)
-    ax = fig.add_subplot()
-    ours = [(x, c.summary) for x, c, _ in pts if c.summary is not None]
+    others = [(_pretty(row.label), bt.avg[i]) for i, row in enumerate(bt.spec.rows) if row.x is None and present(i)]
+    ablation = len(others) >= 2
+    fig = _figure(9.2 if ablation else 5.4, 3.6)
+    axes = fig.subplots(1, 2 if ablation else 1, squeeze=False, width_ratios=[1.2, 1] if ablation else None)[0]
+    ax = axes[0]
+    ours = [(x, c) for x, c, _ in pts if c.summary is not None]
     if ours:
-        xs = [x for x, _ in ours]
-        ys = [s.mean for _, s in ours]
-        err = [s.half_width if s.ci_defined else 0.0 for _, s in ours]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"ours (mean ± 95% CI, world {bt.index.world})")
+        ns = sorted({c.summary.n for _, c in ours})
+        n_text = "n=" + "/".join(map(str, ns)) + (": no CI" if ns == [1] else "")
+        _with_ci(ax, [x for x, _ in ours], [c for _, c in ours], lambda x: x * 1.05, marker="o",
+                 label=f"ours, mean ± 95 % CI ({n_text}; world {bt.index.world})")
     paper = [(x, p) for x, _, p in pts if p is not None]
     if paper:
         ax.plot(*zip(*paper), "s--", color="grey", label="paper")
     ax.set_xscale("log", base=2)
     ax.set_xticks([x for x, _, _ in pts], [str(x) for x, _, _ in pts])
+    ax.minorticks_off()
     ax.set_xlabel(x_label)
     ax.set_ylabel("Avg. (%)")
-    ax.set_title(bt.spec.title, fontsize=9)
     ax.legend(fontsize=7)
+    if ablation:
+        ab = axes[1]
+        _with_ci(ab, list(range(len(others))), [c for _, c in others], lambda x: x + 0.12, marker="o", ls="none",
+                 color="tab:orange")
+        ab.set_xticks(range(len(others)), [_wrap(t, 14) for t, _ in others], fontsize=7)
+        ab.set_xlim(-0.5, len(others) - 0.5)
+        ab.set_ylabel("Avg. (%)")
+        title = bt.spec.title
+    else:
+        missing = [_pretty(row.label) for i, row in enumerate(bt.spec.rows) if row.x is None and not present(i)]
+        title = bt.spec.title   # the title promises only the curve unless the table has other rows
+        if others or missing:
+            title = f"{bt.spec.title.split(' — ')[0]} — Avg. against {x_label}"
+            skipped = [t for t, _ in others] + missing
+            ax.set_title(f"(not drawn, too few results: {', '.join(skipped)})", fontsize=7, color="dimgrey")
+    fig.suptitle(title, fontsize=10)
     return save_png(fig, path)
 
 
@@ -220,13 +377,10 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
     written, notes = [], []
     activation = collect_activation(results)
     if activation:
-        written.append(plot_activation_bars(activation, out / "codebook_activation.png"))
-        first = {}
-        for r in sorted(results, key=lambda r: (r.method, r.seed)):
-            counts = r.diagnostics.get("code_counts")
-            if counts and r.base not in first:
-                first[r.base] = _layers(counts)[0]
-        written.append(plot_activation_simplex(first, out / "codebook_activation_simplex.png"))
+        label = table_labels()
+        written.append(plot_activation_bars(activation, out / "codebook_activation.png", label))
+        first = {spec: seeds[min(seeds)] for spec, seeds in activation.items()}
+        written.append(plot_activation_simplex(first, out / "codebook_activation_simplex.png", label))
     else:
         notes.append("no result carries diagnostics.code_counts: codebook activation figures skipped")
     for name in tables.table_names():

@@ -64,6 +64,18 @@ def test_ave_import_keeps_arrays_labels_splits_and_names(tmp_path, capsys):
     assert ff.classes == NAMES and ff.dataset == "ave"
 
 
+def test_import_refuses_to_overwrite_out_without_force(tmp_path, capsys):
+    make_ave(tmp_path / "AVE")
+    out = tmp_path / "ave.h5"
+    out.write_bytes(b"someone's file")
+    code, err = cli(capsys, "data", "import", "ave", tmp_path / "AVE", "--out", out, "-q")
+    assert code == 2 and one_error_line(err) and "already exists" in err and "--force" in err
+    assert out.read_bytes() == b"someone's file"
+    code, err = cli(capsys, "data", "import", "ave", tmp_path / "AVE", "--out", out, "-q", "--force")
+    assert code == 0, err
+    assert FeatureFile(out).dataset == "ave"
+
+
 def test_ave_import_class_list_and_float16_video(tmp_path, capsys):
     src = make_ave(tmp_path / "AVE")
     (tmp_path / "names.txt").write_text("a\nb\nc\n")

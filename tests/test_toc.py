@@ -252,8 +252,17 @@ def test_plot_toc_heatmap_cli(tmp_path, capsys):
     assert (tmp_path / "a.png").exists() and "kept 8 of 16 dims" in capsys.readouterr().out
     assert main(["plot", "toc-heatmap", "--codebook", str(tmp_path / "cb.pt"), "--key", "codebook",
                  "--q", "8", "--out", str(tmp_path / "b.png")]) == 0
+    # a model's state dict: the codebook by name, not a list of every weight matrix
+    state = {f"branches.audio.layers.{i}.weight": torch.randn(16, 16) for i in range(70)}
+    torch.save({**state, "quantizer.embedding": torch.from_numpy(book), "layer2_on": torch.tensor(True)},
+               tmp_path / "model.pt")
+    capsys.readouterr()
+    assert main(["plot", "toc-heatmap", "--codebook", str(tmp_path / "model.pt"), "--out", str(tmp_path / "m.png")]) == 0
+    out = capsys.readouterr().out
+    assert "('quantizer.embedding'): 20 codes, kept 8 of 16 dims" in out and "layers.3" not in out
+    torch.save({"a": torch.zeros(3, 3), "b": torch.zeros(4, 4)}, tmp_path / "two.pt")
     for argv, message in [
-        (["--codebook", str(tmp_path / "cb.pt")], "holds 2 2-D arrays"),
+        (["--codebook", str(tmp_path / "two.pt")], "holds 2 2-D arrays (a, b) and none is named like a codebook"),
         (["--codebook", str(tmp_path / "cb.npy"), "--q", "17"], "q must be in 1..16"),
         (["--codebook", str(tmp_path / "missing.npy")], "does not exist"),
     ]:

@@ -60,6 +60,7 @@ def add_parser(sub) -> None:
 
 def _common_import(p, zips: bool = False) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="native .h5 to write")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--video-dtype", choices=("float32", "float16"), default="float32",
                    help="storage dtype of video (reading always gives float32)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -202,6 +203,7 @@ def _print_file(ff) -> None:
 
 def import_ave(args) -> int:
     from tasks.data.importers import import_ave as run
+    _check_out(args)
     with _progress(args.quiet) as progress:
         out = run(args.root, args.out, classes=args.classes, video_dtype=args.video_dtype, progress=progress)
     return _done(out, args.quiet)
@@ -209,6 +211,7 @@ def import_ave(args) -> int:
 
 def import_cmg(args) -> int:
     from tasks.data.importers import import_cmg as run
+    _check_out(args)
     with _progress(args.quiet) as progress:
         out = run(args.csv, args.out, audio=args.audio, video=args.video, text=args.text, name=args.name,
                   classes=args.classes, seconds=args.seconds, skip_missing=args.skip_missing,
@@ -219,12 +222,20 @@ def import_cmg(args) -> int:
 
 def import_avvp(args) -> int:
     from tasks.data.importers import import_avvp as run
+    _check_out(args)
     with _progress(args.quiet) as progress:
         out = run(args.audio_csv, args.visual_csv, args.out, audio=args.audio, video=args.video,
                   classes=args.classes, seconds=args.seconds, skip_missing=args.skip_missing,
                   split_fractions=args.split_fractions, split_seed=args.split_seed, video_dtype=args.video_dtype,
                   progress=progress)
     return _done(out, args.quiet)
+
+
+def _check_out(args) -> None:
+    """An import rewrites its --out whole; replacing someone's file silently would lose it."""
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"--out '{out}' already exists; pass --force to replace it")
 
 
 def _done(out: Path, quiet: bool) -> int:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..contracts import UserError
@@ -23,8 +24,16 @@ def _missing_figure(parser) -> int:
 
 
 # --------------------------------------------------------------------------- toc-heatmap
+# entries of a model's state dict that are codebooks (quantizer.embedding, layer1.quantizer.embedding,
+# chunk_quantizers.0.embedding, CODIS's prototypes)
+CODEBOOK_NAME = re.compile(r"(^|\.)(embedding|prototypes|codebooks?)(\.\d+)?$")
+
+
 def load_codebook(path: str, key: str | None = None):
-    """A codebook [L, D] from .npy, .npz or a torch file (.pt/.pth: a tensor or a dict of tensors; `key` picks)."""
+    """(entry name, codebook [L, D]) from .npy, .npz or a torch file (.pt/.pth: a tensor or a dict of tensors).
+
+    `key` picks an entry; without it a file's only 2-D array is used, or else its first codebook-named one, so a
+    pretraining's model.pt works as it is."""
     import numpy as np
     file = Path(path)
     if not file.is_file():
@@ -54,21 +63,29 @@ def load_codebook(path: str, key: str | None = None):
         array = found[key]
     else:
         matrices = {k: v for k, v in found.items() if len(getattr(v, "shape", ())) == 2}
-        if len(matrices) != 1:
-            raise UserError(f"--codebook '{path}' holds {len(matrices)} 2-D arrays "
-                            f"({', '.join(map(str, matrices)) or 'none'}); name one with --key")
-        (key, array), = matrices.items()
+        books = [k for k in matrices if k is not None and CODEBOOK_NAME.search(str(k))]
+        if len(matrices) == 1:
+            (key, array), = matrices.items()
+        elif books:   # a model's state dict: its (first) codebook, not the encoder weights
+            key, array = books[0], matrices[books[0]]
+        else:
+            names = [str(k) for k in matrices]
+            shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+            raise UserError(f"--codebook '{path}' holds {len(matrices)} 2-D arrays ({shown or 'none'}) and none "
+                            f"is named like a codebook (…embedding, …prototypes, …codebook); name one with --key")
     array = np.asarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array, dtype=np.float64)
+    key = None if key is None else str(key)
     if array.ndim != 2 or array.shape[0] < 2:
         raise UserError(f"--codebook '{path}': expected a 2-D [L, D] codebook with L >= 2, got shape {array.shape}")
     if not np.isfinite(array).all():
         raise UserError(f"--codebook '{path}' contains NaN or infinite values")
-    return array
+    return key, array
 
 
 def _toc_heatmap_parser(figures) -> None:
     p = figures.add_parser("toc-heatmap", help="codebook cosine similarity before / after TOC (seed 000 Fig. 2)")
-    p.add_argument("--codebook", required=True, metavar="FILE", help="[L, D] codebook: .npy, .npz, .pt or .pth")
+    p.add_argument("--codebook", required=True, metavar="FILE", help="[L, D] codebook: .npy, .npz, .pt or .pth (e.g. a pretraining's model/model.pt: its "
+                        "codebook is found by name)")
     p.add_argument("--key", help="entry to use when the file holds several arrays")
     p.add_argument("--q", type=int, default=None, help="dims kept by TOC (default: half the width, 128 of 256)")
     p.add_argument("--lam", type=float, default=0.3, help="λ of Eq. 17 (default 0.3)")
@@ -88,12 +105,13 @@ def toc_heatmap_main(args) -> int:
     from ..ui import console
     cfg = {"q": args.q, "lam": args.lam, "criterion": args.criterion, "max": args.max, "min": args.min}
     check_options(cfg)
-    codebook = load_codebook(args.codebook, args.key)
+    key, codebook = load_codebook(args.codebook, args.key)
     q = resolve_q(args.q, codebook.shape[1])
     kept = select_dims(toc_scores(torch.from_numpy(codebook), args.lam, args.criterion), q, args.max, args.min)
     summary = toc_heatmap(codebook, kept.tolist(), args.out,
                           title=f"TOC ({args.criterion}, λ={args.lam:g}, max:min={args.max}:{args.min})")
-    console.print(f"wrote {summary['path']}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} "
+    source = f" ('{key}')" if key and not args.key else ""
+    console.print(f"wrote {summary['path']}{source}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} "
                   f"dims; mean off-diagonal cos {summary['mean_cos_before']:.3f} -> {summary['mean_cos_after']:.3f} "
                   f"(|cos| {summary['mean_abs_cos_before']:.3f} -> {summary['mean_abs_cos_after']:.3f})",
                   soft_wrap=True)
