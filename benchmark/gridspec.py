@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from . import runner
+from . import registry, runner
 from . import spec as specs
 from .contracts import UserError
 
@@ -72,7 +72,7 @@ def load_grid(path: Path) -> dict:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
     try:
-        grid = yaml.safe_load(text)
+        grid = registry.load_yaml(text)
     except yaml.YAMLError as exc:
         raise UserError(f"bad YAML in {path}: {str(exc).splitlines()[0]}") from None
     except (ValueError, RecursionError) as exc:   # e.g. an integer beyond Python's digit limit
@@ -131,4 +131,4 @@ def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:
 def table_names() -> list[str]:
     """Every grid under benchmark/grids with a `table:` section (what `table all` builds)."""
     return [p.stem for p in sorted(GRID_DIR.glob("*.yaml"))
-            if isinstance(d := yaml.safe_load(p.read_text()), dict) and d.get("table")]
+            if isinstance(d := registry.load_yaml(p.read_text()), dict) and d.get("table")]

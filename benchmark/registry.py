@@ -212,9 +212,15 @@ def _suggest(name: str, known) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def load_yaml(text: str):
+    """yaml.safe_load through libyaml's C parser when PyYAML has it (~10x faster: every CLI start reads ~70
+    cards and grids), the pure-Python one otherwise; both accept the same safe subset."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        card = yaml.safe_load(path.read_text())
+        card = load_yaml(path.read_text())
     except OSError as exc:
         raise UserError(f"cannot read card {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:

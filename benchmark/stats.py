@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 ALPHA = 0.05
 
@@ -38,9 +37,15 @@ def std(values: Sequence[float]) -> float:
     return float(x.std(ddof=1)) if x.size >= 2 else math.nan
 
 
+def _student_t():
+    """scipy's Student t, imported on first use: scipy.stats costs ~1 s, which every CLI start paid before."""
+    from scipy import stats
+    return stats.t
+
+
 def t_critical(n: int, level: float = 0.95) -> float:
     """Two-sided critical value t_{(1+level)/2, n−1} (e.g. 4.303 for n = 3); NaN for n < 2."""
-    return float(_st.t.ppf((1.0 + level) / 2.0, n - 1)) if n >= 2 else math.nan
+    return float(_student_t().ppf((1.0 + level) / 2.0, n - 1)) if n >= 2 else math.nan
 
 
 def ci_half_width(values: Sequence[float], level: float = 0.95) -> float:
@@ -127,7 +132,7 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> Paired:
             t, p, dz = math.copysign(math.inf, m), 0.0, math.copysign(math.inf, m)
     else:
         t = m / (sd / math.sqrt(n))
-        p = float(2.0 * _st.t.sf(abs(t), n - 1))
+        p = float(2.0 * _student_t().sf(abs(t), n - 1))
         dz = m / sd
     return Paired(n, m, sd, dz, t, p, _interval(m, sd, n, 0.95), _interval(m, sd, n, 1.0 - 2 * ALPHA))
 

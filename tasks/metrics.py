@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Clip accuracy %, `y_true`, `y_pred` int `[N]`."""
+    from sklearn.metrics import accuracy_score   # sklearn costs ~2 s to import; planning a grid needs none
     return float(accuracy_score(y_true, y_pred) * 100.0)
 
 
@@ -53,6 +53,7 @@ def mean_average_precision(y_true: np.ndarray, scores: np.ndarray, exclude_backg
     present = t.sum(0) > 0
     if not present.any():
         return float("nan")
+    from sklearn.metrics import average_precision_score
     return float(average_precision_score(t[:, present], s[:, present], average="macro") * 100.0)
 
 
