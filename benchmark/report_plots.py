@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections import defaultdict
@@ -21,7 +23,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_write, atomic_write_json
 from .contracts import UserError
 from .results import CellResult
 
@@ -363,6 +365,68 @@ def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], d
 
 
 # --------------------------------------------------------------------------- everything at once
+class _Drawn:
+    """Redraw a figure only when what it shows changed: a warm `make bench` rerun re-plotted identical PNGs for
+    ~12 s. The digest covers the figure's input data and this module's source (a code change redraws); it is kept
+    in `<out>/.figures.json`, and a missing PNG is always drawn."""
+
+    def __init__(self, out: Path):
+        self.index_path = out / ".figures.json"
+        try:
+            self.index = json.loads(self.index_path.read_text())
+        except (OSError, ValueError):
+            self.index = {}
+        if not isinstance(self.index, dict):
+            self.index = {}
+        self.code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+    def __call__(self, path: Path, inputs, draw: Callable[[Path], Path]) -> Path:
+        h = hashlib.sha256(self.code.encode())
+        _feed(h, inputs)
+        digest = h.hexdigest()[:16]
+        if path.exists() and self.index.get(path.name) == digest:
+            return path
+        draw(path)
+        self.index[path.name] = digest
+        return path
+
+    def save(self) -> None:
+        if self.index:
+            atomic_write_json(self.index_path, self.index)
+
+
+def _feed(h, value) -> None:
+    """Hash what a figure shows by value: arrays by their bytes (the activation figures hold ~10^6 counts),
+    mappings in key order, dataclasses by their fields, anything else by repr."""
+    if isinstance(value, np.ndarray):
+        h.update(f"a{value.dtype}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, dict):
+        h.update(b"{")
+        for k in sorted(value, key=repr):
+            _feed(h, k)
+            _feed(h, value[k])
+        h.update(b"}")
+    elif hasattr(value, "__dataclass_fields__"):
+        _feed(h, {k: getattr(value, k) for k in value.__dataclass_fields__})
+    elif isinstance(value, (list, tuple)):
+        flat = None
+        if value and type(value[0]) in (int, float):      # a JSON count vector: by its bytes, not item by item
+            try:
+                flat = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                pass
+        if flat is not None and flat.ndim == 1:
+            _feed(h, flat)
+        else:
+            h.update(b"[")
+            for v in value:
+                _feed(h, v)
+            h.update(b"]")
+    else:
+        h.update(repr(value).encode())
+
+
 def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = None,
                         world: str | None = None) -> tuple[list[Path], list[str]]:
     """All report figures the store supports, into `<results>/figures` by default.
@@ -375,12 +439,15 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
     if world is not None:
         results = [r for r in results if r.world == world]
     written, notes = [], []
+    drawn = _Drawn(out)
     activation = collect_activation(results)
     if activation:
         label = table_labels()
-        written.append(plot_activation_bars(activation, out / "codebook_activation.png", label))
         first = {spec: seeds[min(seeds)] for spec, seeds in activation.items()}
-        written.append(plot_activation_simplex(first, out / "codebook_activation_simplex.png", label))
+        written.append(drawn(out / "codebook_activation.png", activation,
+                             lambda path: plot_activation_bars(activation, path, label)))
+        written.append(drawn(out / "codebook_activation_simplex.png", first,
+                             lambda path: plot_activation_simplex(first, path, label)))
     else:
         notes.append("no result carries diagnostics.code_counts: codebook activation figures skipped")
     for name in tables.table_names():
@@ -391,5 +458,8 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
         if not any(c is not None and c.summary is not None for c in bt.avg):
             notes.append(f"{name}: no complete row in the store; size curve skipped")
             continue
-        written.append(plot_size_curve(bt, out / f"{name}_size_curve.png", spec.plot.get("x_label", "codebook size")))
+        x_label = spec.plot.get("x_label", "codebook size")
+        written.append(drawn(out / f"{name}_size_curve.png", [bt, x_label],
+                             lambda path, bt=bt, x_label=x_label: plot_size_curve(bt, path, x_label)))
+    drawn.save()
     return written, notes
