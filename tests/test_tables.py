@@ -354,6 +354,17 @@ def test_report_figures_from_a_store(tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.parent == store / "figures"
     assert any("srcid_fig3" in n for n in notes)
     assert math.isfinite(tables.build(tables.load_table("t7"), tables_store_results(store)).avg[2].summary.mean)
+    # a rerun on an unchanged store redraws nothing; a changed input redraws exactly the figure that shows it
+    stamps = {p.name: p.stat().st_mtime_ns for p in written}
+    make_report_figures(store)
+    assert {p.name: p.stat().st_mtime_ns for p in written} == stamps
+    put(store, "fccid", "ave", 1, {"V->A": {"acc": 99.0}, "A->V": {"acc": 55.0}}, main="acc")
+    make_report_figures(store)
+    changed = {p.name for p in written if p.stat().st_mtime_ns != stamps[p.name]}
+    assert changed == {"t7_size_curve.png"}
+    (store / "figures" / "codebook_activation.png").unlink()      # a missing PNG is always drawn
+    written, _ = make_report_figures(store)
+    assert (store / "figures" / "codebook_activation.png").exists()
 
 
 def test_end_to_end_with_the_runner_on_toy_entries(tmp_path, capsys):
