@@ -98,12 +98,16 @@ def test_a_smoke_grid_logs_one_run_per_cell_and_reruns_add_none(mlflow, smoke_wo
     second = cli(*args)                         # every cell cached: logged already, nothing added
     assert second.returncode == 0 and "cached 4" in second.stderr, second.stderr
     assert sorted(r.info.run_id for r in read_runs(mlflow, uri)) == sorted(r.info.run_id for r in runs)
-    # a recomputed cell replaces its run (still one run per cell)
+    # a cell recomputed in a pool worker (with its samples) is logged by the parent and replaces its run
     third = cli("run", "--method", "cca", "--task", "ave", "--seeds", "0", "--data", smoke_world, "--results", store,
-                "--overwrite", "always", "--log", "mlflow", "-q")
+                "--overwrite", "always", "--executor", "pool", "--workers", "1", "--log-samples", "--log", "mlflow",
+                "-q")
     assert third.returncode == 0, third.stderr
     again = read_runs(mlflow, uri)
     assert len(again) == 4 and len({r.data.tags["cell_key"] for r in again}) == 4
+    (new,) = [r for r in again if r.info.run_id not in {old.info.run_id for old in runs}]
+    assert new.data.tags["method"] == "cca" and new.data.tags["seed"] == "0"
+    assert "samples.npz" in {f.path for f in mlflow.MlflowClient().list_artifacts(new.info.run_id)}
 
 
 @needs_mlflow
