@@ -44,6 +44,7 @@ class RunContext:
     log_samples: bool = False
     test_sizes: dict = field(default_factory=dict)  # direction -> {"clips": N, ...}
     samples: dict = field(default_factory=dict)     # direction -> {name: ndarray}, only with log_samples
+    diagnostics: dict = field(default_factory=dict)  # a self-contained task's own model (toc_recon's VQ-VAE)
 
     def record(self, direction: str, sizes: Mapping[str, int], **arrays) -> None:
         self.test_sizes[direction] = {k: int(v) for k, v in sizes.items()}

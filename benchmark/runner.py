@@ -279,7 +279,7 @@ def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> CellResult
         higher_is_better=dict(task.higher_is_better),
         timings={"pretrain_and_refine_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3),
                  "total_s": round(t2 - t0, 3)},
-        diagnostics=pretrained.diagnostics() if pretrained is not None else {},
+        diagnostics=pretrained.diagnostics() if pretrained is not None else dict(ctx.diagnostics),
         notes=dict(ctx.notes), created=_now())
 
 
@@ -349,7 +349,7 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
                 return Outcome(cell, "cached", cached)
         ctx.artifacts = cell_dir
         ctx.notes = {"world": options.world.label}
-        ctx.log_samples, ctx.test_sizes, ctx.samples = options.log_samples, {}, {}
+        ctx.log_samples, ctx.test_sizes, ctx.samples, ctx.diagnostics = options.log_samples, {}, {}, {}
         sweep_tmp(cell_dir)  # temp files of a killed writer (every writer of this folder holds its lock)
         try:
             result = compute_cell(cell, world, store, ctx)

@@ -97,9 +97,13 @@ class TOCRecon(Task):
     def evaluate(self, pretrained, world, cfg, seed, ctx):
         self.validate(cfg)
         train, test = digits_split(seed, cfg["test_fraction"])
+        history: list[dict] = []
         model = train_vqvae(train, codebook_size=cfg["codebook_size"], dim=cfg["dim"], hidden=cfg["hidden"],
                             beta=cfg["beta"], dead_after=cfg["dead_after"], epochs=cfg["epochs"],
-                            batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed, progress=ctx.progress)
+                            batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed, progress=ctx.progress,
+                            history=history)
+        # the VQ-VAE it trains is this cell's pretraining: its losses go where a method's would
+        ctx.diagnostics["training"] = {"epochs": len(history), "loss_history": history}
         quantized, codes = model.encode_quantized(test)
         dim, codebook = cfg["dim"], model.codebook.detach()
         scores = toc_scores(codebook, cfg["lam"], cfg["criterion"])

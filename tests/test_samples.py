@@ -85,6 +85,9 @@ def test_toc_recon_samples_give_the_reported_mse_and_count(tmp_path, logging_ctx
         assert s["mse_random"].mean() == pytest.approx(out[direction]["mse_random"], rel=1e-5)
         assert int((s["mse_random_masks"] > out[direction]["mse_toc"]).sum()) == out[direction]["count"]
         assert logging_ctx.test_sizes[direction] == {"images": len(s["mse_toc"])}
+    # its VQ-VAE is the cell's pretraining: the per-epoch losses become the cell's loss history
+    (epoch,) = logging_ctx.diagnostics["training"]["loss_history"]          # TINY trains one epoch
+    assert epoch["total"] == pytest.approx(epoch["recon"] + epoch["commitment"]) and epoch["recon"] > 0
 
 
 def test_without_the_switch_only_the_sizes_are_kept(tiny_world, ctx):
