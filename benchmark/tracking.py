@@ -67,9 +67,13 @@ class MLflowTracker:
             if "://" not in uri:
                 uri = Path(uri).resolve().as_uri()
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(EXPERIMENT)
-        self.experiment = experiment.experiment_id if experiment else self.client.create_experiment(EXPERIMENT)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            experiment = self.client.get_experiment_by_name(EXPERIMENT)
+            self.experiment = experiment.experiment_id if experiment else self.client.create_experiment(EXPERIMENT)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad or unreachable URI
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"--mlflow-uri '{uri}' cannot be used: {reason}") from None
         self.logged: dict[str, list] = {}      # cell key -> its runs (read once, then kept up to date)
         token = None
         while True:

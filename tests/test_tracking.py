@@ -111,6 +111,12 @@ def test_a_smoke_grid_logs_one_run_per_cell_and_reruns_add_none(mlflow, smoke_wo
 
 
 @needs_mlflow
+def test_an_unusable_tracking_uri_is_one_user_error(tmp_path):
+    with pytest.raises(UserError, match="--mlflow-uri 'bogus://x' cannot be used"):
+        tracking.open_trackers(Options(log=("mlflow",), mlflow_uri="bogus://x"), tmp_path)
+
+
+@needs_mlflow
 def test_pretraining_losses_become_stepped_metrics(mlflow, tmp_path):
     cell = tmp_path / "cell"
     cell.mkdir()
