@@ -29,6 +29,9 @@ class RunContext:
     cell that uses the same frozen representation on the same data (so `ave` and `ave@protocol=reference`
     encode once; write into it atomically); `artifacts` is the cell's own directory for extra outputs;
     `pretrain_dir` is where a method may keep resumable epoch checkpoints for the pretraining it is running.
+    A task calls `record(direction, sizes, **arrays)` once per reported direction: `sizes` (how many clips,
+    seconds, queries the metric was computed on) go into the result; the per-sample arrays are kept only when
+    `log_samples` asks for them (the runner then writes them to `samples.npz`).
     """
 
     device: str = "cpu"
@@ -38,6 +41,15 @@ class RunContext:
     progress: Callable[..., Iterable] = lambda it, description="", total=None: it
     log: Callable[[str], None] = lambda msg: None
     notes: dict = field(default_factory=dict)  # free-form facts reported back into the cell (e.g. "pretrain: cached")
+    log_samples: bool = False
+    test_sizes: dict = field(default_factory=dict)  # direction -> {"clips": N, ...}
+    samples: dict = field(default_factory=dict)     # direction -> {name: ndarray}, only with log_samples
+    diagnostics: dict = field(default_factory=dict)  # a self-contained task's own model (toc_recon's VQ-VAE)
+
+    def record(self, direction: str, sizes: Mapping[str, int], **arrays) -> None:
+        self.test_sizes[direction] = {k: int(v) for k, v in sizes.items()}
+        if self.log_samples:
+            self.samples[direction] = arrays
 
 
 # --------------------------------------------------------------------------- data

@@ -8,8 +8,12 @@ layouts — the one place that knows them:
   `task`, `seed` and `metrics`; the fields it lacks take their defaults (`task_name` = the task's name, ...);
 - version 1: the current layout (every field below).
 
-In every version a `null` mapping (`diagnostics`, `notes`, ...) reads as an empty one. Keys a file holds beyond
-these are kept in `extra` and written back unchanged.
+In every version a `null` mapping (`diagnostics`, `notes`, ...) reads as an empty one, and a field added later
+without changing the meaning of the others (`test_sizes`) takes its default when a file lacks it. Keys a file
+holds beyond these are kept in `extra` and written back unchanged.
+
+With `--log-samples` a cell folder also holds `samples.npz`: per direction the arrays its metrics were computed
+from, stored as `<direction>/<name>` (`write_samples`, `read_samples`, `CellResult.samples()`).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from typing import Any
 
 RESULT_SCHEMA = 1   # the result.json layout; not the key schema of spec.SCHEMA_VERSION (that one is hashed)
 REQUIRED = ("method", "task", "seed", "metrics")
+ADDED = ("test_sizes",)   # fields added within schema 1: written only when set, so older files round-trip as they are
+SAMPLES = "samples.npz"
 
 
 def finite(value) -> float | None:
@@ -36,6 +42,7 @@ class CellResult:
     task: str                                    # canonical task spec
     seed: int
     metrics: dict[str, dict[str, Any]]           # direction -> metric -> value
+    test_sizes: dict[str, dict[str, int]] = field(default_factory=dict)   # direction -> {"clips": N, ...}
     key: str | None = None
     method_base: str = ""
     refiners: list[str] = field(default_factory=list)
@@ -57,7 +64,8 @@ class CellResult:
 
     # ------------------------------------------------------------------ disk form
     def to_json(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "directory")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "directory")
+               and not (f.name in ADDED and not getattr(self, f.name))}
         return {**self.extra, **out}
 
     @classmethod
@@ -97,6 +105,18 @@ class CellResult:
         flag = ((self.diagnostics or {}).get("training") or {}).get("converged")
         return None if flag is None else bool(flag)
 
+    @property
+    def loss_history(self) -> list[dict]:
+        """The pretraining's per-epoch mean losses (`diagnostics.training.loss_history`; [] when untrained)."""
+        return list(((self.diagnostics or {}).get("training") or {}).get("loss_history") or [])
+
+    def samples(self) -> dict[str, dict[str, Any]]:
+        """The per-sample arrays of `--log-samples`, `{direction: {name: ndarray}}` (see the task's `record`);
+        FileNotFoundError when the cell was computed without it."""
+        if not self.directory:
+            raise FileNotFoundError("this result was not read from a cell folder")
+        return read_samples(Path(self.directory) / SAMPLES)
+
     def sidecar(self, name: str) -> dict | None:
         """A JSON file of the cell's folder (`config.json`, `env.json`); None when absent or unreadable."""
         return read_json(Path(self.directory) / name) if self.directory else None
@@ -109,7 +129,7 @@ class CellResult:
 
 def _migrate(data: dict) -> dict:
     """Older layouts -> the current one (see the module docstring)."""
-    for key in ("higher_is_better", "timings", "diagnostics", "notes"):
+    for key in ("higher_is_better", "timings", "diagnostics", "notes") + ADDED:
         if data.get(key) is None:
             data.pop(key, None)          # the field's default: an empty mapping
     version = data.get("schema_version", 0)
@@ -119,6 +139,27 @@ def _migrate(data: dict) -> dict:
         data.setdefault("method_base", str(data["method"]).split("+")[0].partition("@")[0])
         data["schema_version"] = RESULT_SCHEMA
     return data
+
+
+def write_samples(path: Path, samples: dict[str, dict[str, Any]]) -> None:
+    """`{direction: {name: array}}` as one compressed npz (atomically; an empty one when no task recorded any)."""
+    import numpy as np
+
+    from .atomic import atomic_open
+    flat = {f"{direction}/{name}": np.asarray(value) for direction, arrays in samples.items()
+            for name, value in arrays.items()}
+    with atomic_open(path) as fh:
+        np.savez_compressed(fh, **flat)
+
+
+def read_samples(path: Path) -> dict[str, dict[str, Any]]:
+    import numpy as np
+    out: dict[str, dict[str, Any]] = {}
+    with np.load(path, allow_pickle=False) as data:
+        for name in data.files:
+            direction, _, array = name.rpartition("/")
+            out.setdefault(direction, {})[array] = data[name]
+    return out
 
 
 def read_json(path: Path) -> dict | None:

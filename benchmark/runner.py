@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from . import spec as specs
 from .atomic import atomic_write_json
 from .contracts import RunContext, UserError
-from .results import CellResult
+from .results import SAMPLES, CellResult, write_samples
 from .store import Store, environment, file_lock, sweep_tmp, torch_threads, warn
 
 OVERWRITE = ("never", "only-missing", "always", "only-cache")
@@ -275,11 +275,11 @@ def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> CellResult
         refiners=[r.name for r in cell.method.refiners], discrete=cell.method.discrete,
         task=cell.task.canonical(), task_name=cell.task.name, task_version=cell.task.component.entry.version,
         seed=cell.seed, data_fingerprint=cell.data_fingerprint, world=ctx.notes.pop("world", None),
-        pretrain_key=pkey, metrics=metrics, main_metric=task.main_metric,
+        pretrain_key=pkey, metrics=metrics, test_sizes=dict(ctx.test_sizes), main_metric=task.main_metric,
         higher_is_better=dict(task.higher_is_better),
         timings={"pretrain_and_refine_s": round(t1 - t0, 3), "evaluate_s": round(t2 - t1, 3),
                  "total_s": round(t2 - t0, 3)},
-        diagnostics=pretrained.diagnostics() if pretrained is not None else {},
+        diagnostics=pretrained.diagnostics() if pretrained is not None else dict(ctx.diagnostics),
         notes=dict(ctx.notes), created=_now())
 
 
@@ -308,20 +308,33 @@ class Options:
     device: str = "cpu"
     quiet: bool = False
     world: WorldChoice = field(default_factory=WorldChoice)
+    log_samples: bool = False    # write each computed cell's per-sample predictions (samples.npz)
+    log: tuple[str, ...] = ()    # experiment trackers the parent mirrors every cell to (benchmark.tracking)
+    mlflow_uri: str | None = None   # None: a file store <results>/mlruns
 
 
 def _config_of(cell: Cell, options: Options) -> dict:
     return {"method": cell.method.resolved(), "task": cell.task.resolved(), "seed": cell.seed,
             "data_fingerprint": cell.data_fingerprint, "world": options.world.label,
             "spec": {"method": cell.method.canonical(), "task": cell.task.canonical()},
-            "unhashed": {"device": options.device, "overwrite": options.overwrite, "torch_threads": torch_threads()}}
+            "unhashed": {"device": options.device, "overwrite": options.overwrite, "torch_threads": torch_threads(),
+                         "log_samples": options.log_samples}}
+
+
+def cached_result(cell: Cell, store: Store, options: Options) -> CellResult | None:
+    """The stored result that answers `cell`, or None: a cell without `samples.npz` does not answer a run that
+    logs samples (it is recomputed; its pretraining stays cached)."""
+    result = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+    if result is not None and options.log_samples and not (Path(result.directory) / SAMPLES).exists():
+        return None
+    return result
 
 
 def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunContext) -> Outcome:
     """Cached, computed or failed: the single place where one cell is decided and written."""
     cell_dir = store.cell_dir(cell.task.canonical(), cell.method.canonical(), cell.key)
     if options.overwrite != "always":
-        cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+        cached = cached_result(cell, store, options)
         if cached is not None:
             return Outcome(cell, "cached", cached)
         if options.overwrite == "only-cache":
@@ -331,11 +344,12 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
     t0 = time.perf_counter()
     with store.lock(cell_dir):
         if options.overwrite != "always":  # another process may have finished it while we waited
-            cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+            cached = cached_result(cell, store, options)
             if cached is not None:
                 return Outcome(cell, "cached", cached)
         ctx.artifacts = cell_dir
         ctx.notes = {"world": options.world.label}
+        ctx.log_samples, ctx.test_sizes, ctx.samples, ctx.diagnostics = options.log_samples, {}, {}, {}
         sweep_tmp(cell_dir)  # temp files of a killed writer (every writer of this folder holds its lock)
         try:
             result = compute_cell(cell, world, store, ctx)
@@ -350,6 +364,10 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
         env = environment()
         env["device"] = options.device
         env["torch_threads"] = torch_threads()
+        if options.log_samples:
+            write_samples(cell_dir / SAMPLES, ctx.samples)
+        else:   # a recomputed cell must not keep the samples of an earlier computation
+            (cell_dir / SAMPLES).unlink(missing_ok=True)
         store.write_result(cell_dir, result, _config_of(cell, options), env)
     return Outcome(cell, "ran", result, seconds=time.perf_counter() - t0)
 
@@ -442,7 +460,7 @@ def answer_cached(cells: list[Cell], store: Store, options: Options, ui) -> tupl
         return [], cells
     outcomes, todo = [], []
     for cell in cells:
-        cached = store.load_result(cell.task.canonical(), cell.method.canonical(), cell.key)
+        cached = cached_result(cell, store, options)
         if cached is not None or options.overwrite == "only-cache":
             outcome = Outcome(cell, "cached" if cached is not None else "missing", cached)
             ui.done(outcome)
@@ -473,7 +491,8 @@ def worker_payload(cell: Cell, store: Store, options: Options, threads: int) -> 
     """Everything `_pool_worker` needs, as plain strings and numbers (specs travel canonical, paths absolute)."""
     return {"method": cell.method.canonical(), "task": cell.task.canonical(), "seed": cell.seed,
             "store": str(Path(store.root).resolve()), "threads": threads,
-            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True, "threads": threads},
+            "options": {"overwrite": options.overwrite, "device": options.device, "quiet": True, "threads": threads,
+                        "log_samples": options.log_samples},
             "world": world_payload(options.world)}
 
 

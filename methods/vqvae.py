@@ -82,11 +82,11 @@ class VQVAE(nn.Module):
 
 def train_vqvae(images: torch.Tensor, *, codebook_size: int, dim: int, hidden: int, beta: float, epochs: int,
                 batch_size: int, lr: float, seed: int, dead_after: int = 20,
-                progress: Callable[..., Iterable] = lambda it, **kw: it) -> VQVAE:
+                progress: Callable[..., Iterable] = lambda it, **kw: it, history: list | None = None) -> VQVAE:
     """Train on images [N, 1, H, W] with MSE reconstruction + commitment (Adam; the codebook follows its EMA).
 
     Same seed -> same model on CPU. The global RNG is left untouched (forked), so the caller's later draws do not
-    depend on training.
+    depend on training. `history`, when given, receives per epoch the mean `recon`, `commitment` and `total` loss.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -95,13 +95,20 @@ def train_vqvae(images: torch.Tensor, *, codebook_size: int, dim: int, hidden: i
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)
         model.train()
         for _ in progress(range(epochs), description="toc_recon: training VQ-VAE", total=epochs):
+            sums = torch.zeros(2, dtype=torch.float64)
             for batch in torch.randperm(len(images), generator=generator).split(batch_size):
                 x = images[batch]
                 recon, _, commitment = model(x, generator)
-                loss = F.mse_loss(recon, x) + commitment
+                mse = F.mse_loss(recon, x)
+                loss = mse + commitment
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+                sums += torch.stack([mse.detach(), commitment.detach()]).double() * len(batch)
+            if history is not None:
+                recon_mean, commitment_mean = (sums / len(images)).tolist()
+                history.append({"recon": recon_mean, "commitment": commitment_mean,
+                                "total": recon_mean + commitment_mean})
         model.eval()
     return model
 

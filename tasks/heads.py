@@ -229,17 +229,20 @@ def transfer(train: Labeled, val: Labeled | None, targets: Mapping[str, Labeled]
     notes = ctx.notes.setdefault("heads", {})
 
     if cfg["protocol"] == "reference":
-        best: dict[str, tuple[float, dict, int]] = {d: (-math.inf, {}, -1) for d in targets}
+        best: dict[str, tuple[float, dict, int, np.ndarray | None]] = {d: (-math.inf, {}, -1, None) for d in targets}
 
         def score_targets(epoch: int) -> bool:
             for direction, target in targets.items():
-                scores = problem.score(predict(head, target.x, device), target.y)
+                logits = predict(head, target.x, device)
+                scores = problem.score(logits, target.y)
                 if scores[problem.select] > best[direction][0]:
-                    best[direction] = (scores[problem.select], scores, epoch)
+                    best[direction] = (scores[problem.select], scores, epoch, logits)
             return False
 
         run = fit(head, train, problem, cfg, generator, ctx, description, score_targets)
         notes[name] = {"epochs_run": run, "best_epoch": {d: b[2] for d, b in best.items()}}
+        for direction, target in targets.items():
+            record(ctx, direction, problem, best[direction][3], target.y, 0.0)
         return {d: b[1] for d, b in best.items()}
 
     if val is None or len(val.x) == 0:
@@ -256,12 +259,31 @@ def transfer(train: Labeled, val: Labeled | None, targets: Mapping[str, Labeled]
     run = fit(head, train, problem, cfg, generator, ctx, description, early_stop)
     head.load_state_dict(chosen["state"])
     notes[name] = {"epochs_run": run, "best_epoch": chosen["epoch"], "val_" + problem.select: chosen["score"]}
-    score = problem.score
+    score, threshold = problem.score, 0.0
     if problem.report is not None:
         threshold = problem.tune(predict(head, val.x, device), val.y) if problem.tune is not None else 0.0
         notes[name]["threshold_logit"] = threshold if math.isfinite(threshold) else None
         score = problem.report(threshold)
-    return {d: score(predict(head, t.x, device), t.y) for d, t in targets.items()}
+    out = {}
+    for direction, target in targets.items():
+        logits = predict(head, target.x, device)
+        out[direction] = score(logits, target.y)
+        record(ctx, direction, problem, logits, target.y, threshold)
+    return out
+
+
+def record(ctx: RunContext, direction: str, problem: Problem, logits: np.ndarray | None, y: np.ndarray,
+           threshold: float) -> None:
+    """The test-set size of one direction and, with `--log-samples`, what its metrics were computed from, in the
+    target split's order: clip problems `scores` [N, C] logits, `pred` (their argmax), `target` [N]; frame problems
+    `scores` [N, T, K] logits, `pred` = scores > `threshold` (the decision threshold on logits), `target` {0,1}."""
+    if logits is None:         # reference protocol that never scored (cannot happen with epochs >= 1)
+        return
+    if problem.kind == "clip":
+        ctx.record(direction, {"clips": len(y)}, scores=logits, pred=logits.argmax(-1), target=np.asarray(y))
+    else:
+        ctx.record(direction, {"clips": y.shape[0], "seconds": y.shape[0] * y.shape[1]}, scores=logits,
+                   pred=logits > threshold, target=np.asarray(y, dtype=np.uint8), threshold=np.float64(threshold))
 
 
 # --------------------------------------------------------------------------- the task base

@@ -118,6 +118,12 @@ def recall_at_k(similarity: np.ndarray, relevant: np.ndarray, ks: Iterable[int] 
     irrelevant and m relevant items tied at s*, and j = k - g,
         P(hit within k) = 1 - C(e, j) / C(e + m, j) = 1 - prod_{i<j} (e - i) / (e + m - i).
     """
+    return recall_from_ranks(*best_rank(similarity, relevant, tol), ks)
+
+
+def best_rank(similarity: np.ndarray, relevant: np.ndarray, tol: float = 1e-6) -> tuple[np.ndarray, ...]:
+    """Per query (see `recall_at_k`): (g, e, m) = irrelevant items strictly above the best relevant similarity,
+    irrelevant items tied with it, relevant items tied with it; g + 1 is its rank with ties broken in its favour."""
     similarity = np.asarray(similarity, dtype=np.float64)
     relevant = np.asarray(relevant, dtype=bool)
     if not relevant.any(axis=1).all():
@@ -125,9 +131,12 @@ def recall_at_k(similarity: np.ndarray, relevant: np.ndarray, ks: Iterable[int] 
     best = np.where(relevant, similarity, -np.inf).max(axis=1, keepdims=True)        # s* [Q, 1]
     above = (similarity > best + tol) & ~relevant
     tied = np.abs(similarity - best) <= tol
-    g = above.sum(axis=1)
-    e = (tied & ~relevant).sum(axis=1)
-    m = (tied & relevant).sum(axis=1)
+    return above.sum(axis=1), (tied & ~relevant).sum(axis=1), (tied & relevant).sum(axis=1)
+
+
+def recall_from_ranks(g: np.ndarray, e: np.ndarray, m: np.ndarray, ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k % from the per-query `best_rank` counts (the tie-aware expectation of `recall_at_k`)."""
+    g, e, m = (np.asarray(a, dtype=np.int64) for a in (g, e, m))
     out = {}
     for k in ks:
         j = k - g

@@ -65,11 +65,17 @@ class Retrieval(Task):
             queries = np.flatnonzero(relevant.any(1))   # items that take part in at least one pair
             q = normalized(masked_mean(cache.get(ff, file, d.source, "all")))[queries]
             g = normalized(masked_mean(cache.get(ff, file, d.target, "all")))
-            scores = metrics.recall_at_k(q @ g.T, relevant[queries], KS)
+            above, tied, tied_relevant = metrics.best_rank(q @ g.T, relevant[queries])
+            scores = metrics.recall_from_ranks(above, tied, tied_relevant, KS)
             scores["mean_r"] = float(np.mean([scores[f"R@{k}"] for k in KS]))
             out[d.label] = scores
+            # per query (item index in the file): its best relevant item's rank, ties broken in its favour, and the
+            # irrelevant / relevant items tied with it (recall counts a tie by its expected value)
+            ctx.record(d.label, {"queries": len(queries), "gallery": g.shape[0]}, query=queries, rank=above + 1,
+                       tied=tied, tied_relevant=tied_relevant)
             done.setdefault(f"{SHORT[a]}<->{SHORT[b]}", []).append(d.label)
         for pair, labels in done.items():
             if len(labels) == 2:
                 out[pair] = {m: float(np.mean([out[x][m] for x in labels])) for m in out[labels[0]]}
+                ctx.record(pair, {"queries": sum(ctx.test_sizes[x]["queries"] for x in labels)})
         return out

@@ -72,6 +72,11 @@ def masked_mse(model, quantized: torch.Tensor, images: torch.Tensor, kept, fill:
     return float(((recon - images) ** 2).mean()), recon
 
 
+def per_image(recon: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+    """Per-pixel MSE of each image `[N]` (their mean is `masked_mse`'s number)."""
+    return ((recon - images) ** 2).mean(dim=(1, 2, 3)).detach().cpu().numpy()
+
+
 class TOCRecon(Task):
     main_metric = "mse_toc"
     higher_is_better = {"mse_toc": False, "mse_random": False, "count": True}
@@ -92,9 +97,13 @@ class TOCRecon(Task):
     def evaluate(self, pretrained, world, cfg, seed, ctx):
         self.validate(cfg)
         train, test = digits_split(seed, cfg["test_fraction"])
+        history: list[dict] = []
         model = train_vqvae(train, codebook_size=cfg["codebook_size"], dim=cfg["dim"], hidden=cfg["hidden"],
                             beta=cfg["beta"], dead_after=cfg["dead_after"], epochs=cfg["epochs"],
-                            batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed, progress=ctx.progress)
+                            batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed, progress=ctx.progress,
+                            history=history)
+        # the VQ-VAE it trains is this cell's pretraining: its losses go where a method's would
+        ctx.diagnostics["training"] = {"epochs": len(history), "loss_history": history}
         quantized, codes = model.encode_quantized(test)
         dim, codebook = cfg["dim"], model.codebook.detach()
         scores = toc_scores(codebook, cfg["lam"], cfg["criterion"])
@@ -111,6 +120,10 @@ class TOCRecon(Task):
             mse_random = np.array([mse for mse, _ in random_runs])
             metrics[direction(ratio)] = {"mse_toc": mse_toc, "mse_random": float(mse_random.mean()),
                                          "count": int((mse_random > mse_toc).sum())}
+            # per test image: MSE under the TOC mask and its mean over the random masks; per random mask: its MSE
+            ctx.record(direction(ratio), {"images": len(test)}, mse_toc=per_image(recon_toc, test),
+                       mse_random=np.mean([per_image(recon, test) for _, recon in random_runs], axis=0),
+                       mse_random_masks=mse_random)
             median_run = random_runs[int(np.argsort(mse_random)[len(mse_random) // 2])][1]  # a typical random mask
             figure_rows += [(f"TOC, mask {ratio:.1%}", recon_toc[:N_SHOW, 0]),
                             (f"random, mask {ratio:.1%}", median_run[:N_SHOW, 0])]

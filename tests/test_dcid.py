@@ -10,6 +10,7 @@ import torch
 
 from benchmark import registry
 from benchmark.contracts import RunContext, UserError
+from benchmark.results import CellResult
 from methods.base import ArrayCorpus, CodebookPretrained, _clip_modes, resolve_settings, summarize_codes
 from methods.dcid import DCIDModel
 from methods.encoders import ModalityBranch
@@ -103,6 +104,10 @@ def test_diagnostics_are_recorded(two_epochs):
     assert set(d["agreement_pairs"]) == {"audio-video", "audio-text", "video-text"}
     assert all(sum(c) == 40 * 5 for c in d["code_counts"].values())
     assert d["training"]["epochs"] == 2 and "cpc" in d["training"]["final_losses"]
+    # the per-epoch losses reach the cell's result.json through these diagnostics (wall time left out)
+    history = CellResult("dcid", "ave", 0, {}, diagnostics=d).loss_history
+    assert [h["total"] for h in history] == [h["total"] for h in two_epochs.history] and len(history) == 2
+    assert all("seconds" not in h for h in history)
 
 
 def test_summarize_codes_by_hand():

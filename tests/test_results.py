@@ -26,6 +26,15 @@ def test_round_trip_keeps_the_bytes_of_a_stored_result(tmp_path):
     assert CellResult.from_json(result.to_json()) == result
 
 
+def test_test_sizes_are_written_only_when_set_and_read_back():
+    raw = json.loads((FIXTURES / "v1_chance_ave.json").read_text())
+    assert "test_sizes" not in raw and CellResult.from_json(raw).test_sizes == {}
+    assert CellResult.from_json({**raw, "test_sizes": None}).test_sizes == {}
+    sized = CellResult.from_json({**raw, "test_sizes": {"V->A": {"clips": 19}}})
+    assert sized.to_json()["test_sizes"] == {"V->A": {"clips": 19}} and sized.extra == {}
+    assert CellResult.from_json(sized.to_json()) == sized
+
+
 def test_accessors():
     result = CellResult.from_json(json.loads((FIXTURES / "v1_chance_ave.json").read_text()))
     assert result.score("V->A") == 0.0 and result.score("V->A", "acc") == 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import runner
+from .. import runner, tracking
 from .. import spec as specs
 from ..contracts import UserError
 from ..gridspec import PROFILES
@@ -50,6 +50,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slurm-cluster", default=None, choices=(None, "slurm", "local", "debug"),
                    help="submitit backend (default: auto-detect; local/debug run without Slurm)")
     p.add_argument("--shard", metavar="i/n", help="run only every n-th cell starting at i (sorted cell list)")
+    p.add_argument("--log-samples", action="store_true",
+                   help="write each computed cell's per-sample predictions and targets (samples.npz in its folder); "
+                        "a cached cell without that file is recomputed (its pretraining stays cached)")
+    p.add_argument("--log", action="append", default=[], metavar="TRACKER", choices=tuple(tracking.TRACKERS),
+                   help="mirror every cell (config, metrics, loss curves, files) to an experiment tracker: mlflow "
+                        "(pip install '.[mlflow]'); cached cells are logged once")
+    p.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: a file store <results>/mlruns)")
 
 
 def check_world_args(args) -> None:
@@ -74,7 +81,9 @@ def options_from(args, profile_default: str = "default") -> runner.Options:
     results = Path(args.results)
     world = runner.WorldChoice(profile=None if args.data else (args.profile or profile_default), data=args.data,
                                world_seed=args.world_seed, cache_root=str(results / "data"))
-    return runner.Options(threads=args.threads, overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world)
+    return runner.Options(threads=args.threads, overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world,
+                          log_samples=getattr(args, "log_samples", False), log=tuple(getattr(args, "log", ())),
+                          mlflow_uri=getattr(args, "mlflow_uri", None))
 
 
 def execute(planner, args, profile_default: str = "default", title: str = "cells"):
@@ -90,6 +99,7 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
     unkeyed = planner(None)
     runner.check_precisions(unkeyed, runner.resolve_device(options.device))
     runner.shard([], args.shard)
+    trackers = tracking.open_trackers(options, store.root)   # a missing tracker package: before any work
     store.ensure()
     store.sweep()
     if runner.needs_world(unkeyed):
@@ -100,7 +110,8 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
     if world is None:
         raise UserError(f"world {options.world.label} is not generated yet and --overwrite only-cache computes nothing")
     cells = runner.shard(planner(world), args.shard)
-    with CellProgress(len(cells), quiet=options.quiet, title=title) as ui:
+    with CellProgress(len(cells), quiet=options.quiet, title=title) as progress:
+        ui = tracking.Observed(progress, trackers, store)
         if args.executor == "local":
             outcomes = runner.run_local(cells, world, store, options, ui)
         elif args.executor == "pool":

@@ -30,7 +30,7 @@ def main(args) -> int:
         if world is None:
             console.print(f"{name}: {len(cells)} cells; world {options.world.label} not generated yet, 0 cached")
             return 0
-        cached = sum(store.load_result(c.task.canonical(), c.method.canonical(), c.key) is not None for c in cells)
+        cached = sum(runner.cached_result(c, store, options) is not None for c in cells)
         pretrain = {(c.method.pretrain_canonical(), c.seed) for c in cells}
         console.print(f"{name}: {len(cells)} cells, {cached} cached, {len(cells) - cached} to run "
                       f"({len(pretrain)} distinct pretrainings) on world {options.world.label}")
