@@ -349,7 +349,6 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
             return Outcome(cell, "failed", error=message, seconds=time.perf_counter() - t0)
         env = environment()
         env["device"] = options.device
-        env["torch_threads"] = torch_threads()
         store.write_result(cell_dir, result, _config_of(cell, options), env)
     return Outcome(cell, "ran", result, seconds=time.perf_counter() - t0)
 

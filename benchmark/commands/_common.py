@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import api, runner
 from .. import spec as specs
 from ..gridspec import PROFILES
-from ..ui import CellProgress, console, err_console, metrics_table
+from ..ui import CellProgress, console, err_console, metrics_table, seeds_table
 
 
 def cli_int(text: str) -> int:
@@ -85,6 +85,8 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
 
 
 def print_results(outcomes) -> None:
+    """One directions × metrics table per cell; with several seeds, then one mean ± CI table per (method, task)."""
+    by_pair: dict[tuple[str, str], list] = {}
     for o in sorted(outcomes, key=lambda o: o.cell.sort_key()):
         if o.result is not None:
             console.print(metrics_table(o.result, o.status))
@@ -92,3 +94,9 @@ def print_results(outcomes) -> None:
             if note:
                 console.print(f"  [dim]pretrain: {note}[/]" if o.status == "ran" else
                               "  [dim]pretrain: (cell served from cache)[/]")
+        by_pair.setdefault((o.cell.task.canonical(), o.cell.method.canonical()), []).append(o)
+    if len({o.cell.seed for o in outcomes}) > 1:
+        for group in by_pair.values():
+            found = [o.result for o in group if o.result is not None]
+            if found:
+                console.print(seeds_table(found))
