@@ -164,7 +164,7 @@ def evaluate(methods: str | Sequence[str], tasks: str | Sequence[str], seeds: in
     world; `tasks="all"` is `--task all`; `include_path` adds card folders for this call only; any other keyword
     is a `runner.Options` field (e.g. `threads=1`). Failed or missing cells are rows with `status` failed /
     missing, no value, and (failed) the `error`; a warning names them."""
-    import pandas as pd  # noqa: F401 - fail before any work when pandas is absent
+    import pandas  # noqa: F401 - before any work: a missing pandas should not cost a run
     known = {f.name for f in dataclasses.fields(runner.Options)} - {"world", "overwrite", "device"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -205,7 +205,7 @@ def load_results(results: str | Path = "results", methods: str | Sequence[str] |
     worlds = [world] if world is not None else sorted({r.world for r in found}, key=str)
     rows = []
     for name in worlds:
-        index = build_index(found, name)
+        index = build_index([r for r in found if r.world == name], name)   # also a world-less (None) store
         for line in index.warnings:
             warnings.warn(line, stacklevel=2)
         rows += [(r, "cached", None, None, name) for r in index.cells.values()]
