@@ -61,7 +61,8 @@ def test_load_results_reads_the_same_frame_back(evaluated):
     loaded = benchmark.load_results(store)
     assert set(loaded.status) == {"cached"}
     pd.testing.assert_frame_equal(loaded.drop(columns="status"), df.drop(columns="status"))
-    again = benchmark.evaluate(methods=["chance", "cca"], tasks="ave", seeds=[0, 1], profile="smoke", results=store)
+    again = benchmark.evaluate(methods=["chance", "cca"], tasks="ave", seeds=[0, 1], profile="smoke", results=store,
+                               progress=True)                     # the optional rich display changes nothing
     pd.testing.assert_frame_equal(again, loaded)                  # a rerun is all cached: the stored frame
     only = benchmark.load_results(store, methods="cca", seeds=1)
     assert set(only.method) == {"cca"} and set(only.seed) == {1} and len(only) == 4
@@ -119,3 +120,13 @@ def test_no_module_outside_the_cli_imports_it():
                  if "commands" not in p.relative_to(ROOT / "benchmark").parts and p.name != "__main__.py"
                  and ("from .commands" in p.read_text() or "benchmark.commands" in p.read_text())]
     assert offenders == []
+
+
+def test_load_results_keeps_cells_of_a_store_without_world_labels(tmp_path):
+    """A hand-made result.json (layout version 0: no world) is read, not dropped for lack of a world."""
+    cell = tmp_path / "cells" / "ave" / "mine" / "k0"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text('{"method": "mine", "task": "ave", "seed": 3, "metrics": {"V->A": {"acc": 7}}}')
+    df = benchmark.load_results(tmp_path)
+    assert df[["method", "seed", "direction", "metric", "value"]].values.tolist() == [["mine", 3, "V->A", "acc", 7.0]]
+    assert df.world.isna().all() and not df.main_metric.any()
