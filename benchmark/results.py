@@ -95,6 +95,11 @@ class CellResult:
         """One finite score (`metric` None = the main metric), or None when the cell does not report it."""
         return finite((self.metrics.get(direction) or {}).get(self.metric_name(metric)))
 
+    def scores(self) -> list[tuple[str, str, float]]:
+        """Every finite (direction, metric, value) in file order: the long format of tables and the Python API."""
+        return [(direction, metric, v) for direction, values in self.metrics.items()
+                for metric, value in (values or {}).items() if (v := finite(value)) is not None]
+
     def higher_is_better_for(self, metric: str | None = None) -> bool | None:
         name = self.metric_name(metric)
         return bool(self.higher_is_better[name]) if name in (self.higher_is_better or {}) else None

@@ -363,7 +363,6 @@ def execute_cell(cell: Cell, world, store: Store, options: Options, ctx: RunCont
             return Outcome(cell, "failed", error=message, seconds=time.perf_counter() - t0)
         env = environment()
         env["device"] = options.device
-        env["torch_threads"] = torch_threads()
         if options.log_samples:
             write_samples(cell_dir / SAMPLES, ctx.samples)
         else:   # a recomputed cell must not keep the samples of an earlier computation

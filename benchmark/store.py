@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -143,12 +144,18 @@ def try_lock(path: Path):
 
 
 _ENV_CACHE: dict | None = None
+VERSIONS = {"torch": "torch", "numpy": "numpy", "h5py": "h5py", "sklearn": "scikit-learn", "ot": "POT",
+            "pandas": "pandas"}                     # env.json key -> distribution (read from metadata, not imported)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")   # what CPU kernels dispatch on
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def environment() -> dict:
-    """Provenance recorded with every cell: versions, git sha + dirty flag, host."""
+    """Provenance recorded with every cell and pretraining (never hashed): versions, git sha + dirty flag, host,
+    the hardware and the thread settings it ran with."""
     global _ENV_CACHE
     if _ENV_CACHE is None:
+        import importlib.metadata
         root = Path(__file__).resolve().parent.parent
 
         def git(*args):
@@ -157,18 +164,59 @@ def environment() -> dict:
                                       timeout=10).stdout.strip()
             except (OSError, subprocess.SubprocessError):
                 return ""
-        versions = {}
-        for mod in ("torch", "numpy", "h5py", "sklearn", "ot", "pandas"):
+
+        def version(dist):
             try:
-                versions[mod] = __import__(mod).__version__
-            except Exception:  # noqa: BLE001 - optional; record absence
-                versions[mod] = None
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                return None   # optional; record absence
         _ENV_CACHE = {
             "python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
             "unibench": __version__, "git_sha": git("rev-parse", "HEAD") or None,
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")), **versions,
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            **{key: version(dist) for key, dist in VERSIONS.items()},
         }
-    return dict(_ENV_CACHE)
+    return {**_ENV_CACHE, "torch_threads": torch_threads(),
+            "thread_env": {v: os.environ[v] for v in THREAD_VARS if v in os.environ},
+            "cpu": cpu_info(), **accelerator_info()}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """CPU model, cores (all / usable by this process) and the ISA extensions BLAS and oneDNN kernels pick
+    between; `isa` None where /proc/cpuinfo is absent (not Linux)."""
+    model, flags = platform.processor() or None, None
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break   # the first processor's block holds both
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"model": model, "cores": os.cpu_count(), "usable_cores": usable,
+            "isa": None if flags is None else [f for f in ISA_FLAGS if f in flags]}
+
+
+_ACCELERATOR: dict | None = None
+
+
+def accelerator_info() -> dict:
+    """CUDA availability, version and GPU names, from the torch already imported (None where torch is not loaded:
+    this never imports it)."""
+    global _ACCELERATOR
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {"cuda_available": None}
+    if _ACCELERATOR is None:
+        available = bool(torch.cuda.is_available())
+        _ACCELERATOR = {"cuda_available": available, "cuda_version": torch.version.cuda,
+                        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                        if available else []}
+    return dict(_ACCELERATOR)
 
 
 def read_result(path: Path) -> tuple[CellResult | None, str | None]:

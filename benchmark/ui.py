@@ -105,5 +105,32 @@ def metrics_table(result: CellResult, status: str = "") -> Table:
     return table
 
 
+def seeds_table(results: list[CellResult]) -> Table:
+    """Directions × metrics of one (method, task) over its seeds: mean ± 95 % t-interval (`stats.summarize`),
+    n = the seeds reporting the direction; n = 1 shows the mean alone (its interval is undefined)."""
+    from . import stats  # scipy: only when a multi-seed run prints its summary
+    values: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        for direction, metric, v in r.scores():
+            values.setdefault(direction, {}).setdefault(metric, []).append(v)
+    names = list(dict.fromkeys(m for per in values.values() for m in per))
+    first = results[0]
+    seeds = " ".join(str(s) for s in sorted({r.seed for r in results}))
+    title = f"{first.method} × {first.task} · mean ± 95% CI over seeds {seeds}"
+    table = Table(title=title, title_justify="left", min_width=len(title))
+    table.add_column("direction")
+    table.add_column("n", justify="right")
+    for name in names:
+        table.add_column(name + (" *" if name == first.main_metric else ""), justify="right")
+    for direction, per in values.items():
+        cells = []
+        for name in names:
+            summary = stats.summarize(per[name]) if name in per else None
+            cells.append("" if summary is None else fmt(summary.mean) +
+                         (f" ± {fmt(summary.half_width)}" if summary.ci_defined else ""))
+        table.add_row(direction, str(max(len(v) for v in per.values())), *cells)
+    return table
+
+
 def print_error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")

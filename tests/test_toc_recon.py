@@ -101,6 +101,6 @@ def test_task_rejects_bad_options(over, message):
 def test_cards_make_vqvae_toc_recon_a_self_contained_cell():
     assert spec.parse_method("vqvae").discrete
     assert runner.task_datasets(spec.parse_task("toc_recon")) == ((), False)
-    assert "toc_recon" not in __import__("benchmark.commands.run", fromlist=["all_tasks"]).all_tasks()
+    assert "toc_recon" not in __import__("benchmark.api", fromlist=["all_tasks"]).all_tasks()
     with pytest.raises(UserError, match="trained inside the toc_recon task"):
         VQVAEMethod().pretrain(None, {}, 0, RunContext())

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
-from .. import runner, tracking
+from .. import api, runner, tracking
 from .. import spec as specs
-from ..contracts import UserError
 from ..gridspec import PROFILES
-from ..store import Store
-from ..ui import CellProgress, console, err_console, metrics_table
+from ..ui import CellProgress, console, err_console, metrics_table, seeds_table
 
 
 def cli_int(text: str) -> int:
@@ -59,71 +58,33 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: a file store <results>/mlruns)")
 
 
-def check_world_args(args) -> None:
-    """Plain range checks of the shared options (before anything is generated or planned)."""
-    if args.world_seed is not None and not 0 <= args.world_seed <= 2**32 - 1:
-        raise UserError(f"--world-seed must be in [0, {2**32 - 1}], got {args.world_seed}")
-    if args.threads is not None and not 0 <= args.threads <= 1024:
-        raise UserError(f"--threads must be in [0, 1024] (0 = automatic), got {args.threads}")
+def check_world_args(args, profile_default: str = "default") -> runner.WorldChoice:
+    """Plain range checks of the shared options (before anything is generated or planned); the world they name."""
+    api.check_threads(args.threads)
     if args.seeds is not None:
         specs.check_seeds(args.seeds)
-    if getattr(args, "data", None):
-        data = Path(args.data)
-        if not data.is_dir():
-            raise UserError(f"--data '{data}' is not a directory (expected a folder of native .h5 files)")
-    results = Path(args.results)
-    if results.exists() and not results.is_dir():
-        raise UserError(f"--results '{results}' is not a directory")
+    return api.world_choice(args.profile, getattr(args, "data", None), args.world_seed, args.results,
+                            profile_default)
 
 
 def options_from(args, profile_default: str = "default") -> runner.Options:
-    check_world_args(args)
-    results = Path(args.results)
-    world = runner.WorldChoice(profile=None if args.data else (args.profile or profile_default), data=args.data,
-                               world_seed=args.world_seed, cache_root=str(results / "data"))
+    world = check_world_args(args, profile_default)
     return runner.Options(threads=args.threads, overwrite=args.overwrite, device=args.device, quiet=args.quiet, world=world,
                           log_samples=getattr(args, "log_samples", False), log=tuple(getattr(args, "log", ())),
                           mlflow_uri=getattr(args, "mlflow_uri", None))
 
 
 def execute(planner, args, profile_default: str = "default", title: str = "cells"):
-    """Plan (`planner(world) -> cells`; world None = validate specs only), shard, run.
-
-    Returns (outcomes, exit code) and prints a summary naming every failed or missing cell."""
+    """`api.run_cells` with the progress display; returns (outcomes, exit code) and prints a summary naming every
+    failed or missing cell."""
     options = options_from(args, profile_default)
-    store = Store(args.results)
-    if not 1 <= args.workers <= 256:
-        raise UserError(f"--workers must be in [1, 256], got {args.workers}")
-    # validate every spec, option range, seed and the shard before generating data (a typo should not wait for a
-    # world, and a refused run writes nothing)
-    unkeyed = planner(None)
-    runner.check_precisions(unkeyed, runner.resolve_device(options.device))
-    runner.shard([], args.shard)
-    trackers = tracking.open_trackers(options, store.root)   # a missing tracker package: before any work
-    store.ensure()
-    store.sweep()
-    if runner.needs_world(unkeyed):
-        with CellProgress(None, quiet=options.quiet) as gen:
-            world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)
-    else:
-        world = runner.NoWorld()
-    if world is None:
-        raise UserError(f"world {options.world.label} is not generated yet and --overwrite only-cache computes nothing")
-    cells = runner.shard(planner(world), args.shard)
-    with CellProgress(len(cells), quiet=options.quiet, title=title) as progress:
-        ui = tracking.Observed(progress, trackers, store)
-        if args.executor == "local":
-            outcomes = runner.run_local(cells, world, store, options, ui)
-        elif args.executor == "pool":
-            outcomes = runner.run_pool(cells, store, options, args.workers, ui)
-        else:
-            from .. import executors  # optional engines (Ray, Slurm via submitit)
-            outcomes = executors.run(args.executor, cells, store, options, args, ui)
+    outcomes = api.run_cells(planner, options, args.results, args.executor, args.workers, args.shard,
+                             progress=partial(CellProgress, quiet=options.quiet), engine=args, title=title)
     failed = [o for o in outcomes if o.status == "failed"]
     missing = [o for o in outcomes if o.status == "missing"]
     counts = {s: sum(o.status == s for o in outcomes) for s in ("cached", "ran", "failed", "missing")}
     summary = " · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "missing")
-    err_console.print(f"{len(outcomes)} cells: {summary}  (store: {store.root})")
+    err_console.print(f"{len(outcomes)} cells: {summary}  (store: {Path(args.results)})")
     for o in failed:
         err_console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")
     for o in missing:
@@ -133,6 +94,8 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
 
 
 def print_results(outcomes) -> None:
+    """One directions × metrics table per cell; with several seeds, then one mean ± CI table per (method, task)."""
+    by_pair: dict[tuple[str, str], list] = {}
     for o in sorted(outcomes, key=lambda o: o.cell.sort_key()):
         if o.result is not None:
             console.print(metrics_table(o.result, o.status))
@@ -140,20 +103,9 @@ def print_results(outcomes) -> None:
             if note:
                 console.print(f"  [dim]pretrain: {note}[/]" if o.status == "ran" else
                               "  [dim]pretrain: (cell served from cache)[/]")
-
-
-def read_store(results: str, world: str | None, what: str = "results"):
-    """The valid results of a store a read command uses (UserError when the folder or the world does not exist)."""
-    root = Path(results)
-    if not root.is_dir():
-        raise UserError(f"--results '{root}' is not a directory (run `python -m benchmark grid ...` first)")
-    found = Store(root).results()
-    if world is not None:
-        worlds = sorted({str(r.world) for r in found if r.world is not None})
-        if world not in worlds:
-            import difflib
-            close = difflib.get_close_matches(world, worlds, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise UserError(f"--world '{world}': no results of that world in {root}{hint} "
-                            f"(worlds there: {', '.join(worlds) or 'none'})")
-    return found
+        by_pair.setdefault((o.cell.task.canonical(), o.cell.method.canonical()), []).append(o)
+    if len({o.cell.seed for o in outcomes}) > 1:
+        for group in by_pair.values():
+            found = [o.result for o in group if o.result is not None]
+            if found:
+                console.print(seeds_table(found))

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import claims
+from ..api import read_store
 from ..ui import console, err_console
-from ._common import read_store
 
 
 def add_parser(sub) -> None:

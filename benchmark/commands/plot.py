@@ -130,7 +130,7 @@ def _report_parser(figures) -> None:
 def report_main(args) -> int:
     from ..report_plots import make_report_figures
     from ..ui import console
-    from ._common import read_store
+    from ..api import read_store
     read_store(args.results, args.world)   # the store and the world must exist (a UserError otherwise)
     written, notes = make_report_figures(args.results, args.out, args.world)
     for path in written:

@@ -1,7 +1,8 @@
 """`run --method SPEC --task SPEC|all`: one method on one or all tasks, printed as directions × metrics."""
 from __future__ import annotations
 
-from .. import registry, runner
+from .. import runner
+from ..api import all_tasks
 from ._common import add_run_options, execute, print_results
 
 
@@ -11,10 +12,6 @@ def add_parser(sub) -> None:
     p.add_argument("--task", required=True, nargs="+", help="task spec(s) or 'all'")
     add_run_options(p)
     p.set_defaults(func=main)
-
-
-def all_tasks() -> list[str]:
-    return [name for name, e in registry.entries("task").items() if not e.hidden and e.extra.get("in_all", True)]
 
 
 def main(args) -> int:

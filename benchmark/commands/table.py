@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 from .. import tables
+from ..api import read_store
 from ..contracts import UserError
 from ..spec import check_seeds
 from ..ui import console, err_console
-from ._common import cli_int, read_store
+from ._common import cli_int
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 

@@ -5,7 +5,6 @@ import csv
 import io
 import re
 
-from ..results import finite
 from .build import BuiltTable
 from .text import CellText, caption, cell_texts, header_labels, missing_lines
 
@@ -23,11 +22,8 @@ def to_long_csv(bt: BuiltTable) -> str:
     rows = []
     for key, r in bt.used.items():
         converged = "" if r.converged is None else str(r.converged).lower()
-        for direction, values in r.metrics.items():
-            for metric, value in (values or {}).items():
-                v = finite(value)
-                if v is not None:
-                    rows.append((r.method, r.task, direction, metric, r.seed, v, key, converged))
+        rows += [(r.method, r.task, direction, metric, r.seed, v, key, converged)
+                 for direction, metric, v in r.scores()]
     rows.sort(key=lambda x: (x[1], x[0], x[4], x[2], x[3]))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
