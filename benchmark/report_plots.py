@@ -26,6 +26,7 @@ import numpy as np
 from .atomic import atomic_write, atomic_write_json
 from .contracts import UserError
 from .results import CellResult
+from .tables.render import pretty_label
 
 SINGLE, FLOOR = 0.95, 0.05
 CATEGORIES = ("one", "two", "all")
@@ -115,7 +116,7 @@ def method_labels(specs: Iterable) -> Callable[[str], str]:
     for spec in specs:
         for row in spec.rows:
             if not (row.mm or row.directions or row.task):   # rows that are not a method (t3's mask ratios, m->m)
-                named[row.method].append((spec.row_header, _pretty(row.label.strip())))
+                named[row.method].append((spec.row_header, pretty_label(row.label.strip())))
 
     def plain(method: str) -> str:
         labels = [label for _, label in named.get(method, ())]
@@ -134,10 +135,6 @@ def method_labels(specs: Iterable) -> Callable[[str], str]:
             return f"{base}, {text}" if base.lower() in header.lower() else f"{base}, {header}: {text}"
         return f"{base} ({opts.replace(',', ', ')})"
     return label
-
-
-def _pretty(text: str) -> str:
-    return text.replace("<->", "↔").replace("->", "→")
 
 
 def table_labels() -> Callable[[str], str]:
@@ -299,7 +296,7 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
                   if row.x is not None and bt.avg[i] is not None), key=lambda p: p[0])
     if not pts:
         raise UserError(f"table {bt.spec.name}: no row has an 'x' and an Avg. column to plot")
-    others = [(_pretty(row.label), bt.avg[i]) for i, row in enumerate(bt.spec.rows) if row.x is None and present(i)]
+    others = [(pretty_label(row.label), bt.avg[i]) for i, row in enumerate(bt.spec.rows) if row.x is None and present(i)]
     ablation = len(others) >= 2
     fig = _figure(9.2 if ablation else 5.4, 3.6)
     axes = fig.subplots(1, 2 if ablation else 1, squeeze=False, width_ratios=[1.2, 1] if ablation else None)[0]
@@ -328,7 +325,7 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
         ab.set_ylabel("Avg. (%)")
         title = bt.spec.title
     else:
-        missing = [_pretty(row.label) for i, row in enumerate(bt.spec.rows) if row.x is None and not present(i)]
+        missing = [pretty_label(row.label) for i, row in enumerate(bt.spec.rows) if row.x is None and not present(i)]
         title = bt.spec.title   # the title promises only the curve unless the table has other rows
         if others or missing:
             title = f"{bt.spec.title.split(' — ')[0]} — Avg. against {x_label}"

@@ -43,11 +43,11 @@ from .index import Index, build_index, cell_value, seed_values
 from .layout import Column, Row, TableSpec, grid_cells, load_table, parse_table, table_cells
 from .names import canonical_method, canonical_task, mm_direction
 from .provenance import RENDER, meta, write
-from .render import FORMATS, SUFFIX, latex_escape, to_latex, to_long_csv, to_markdown, to_rich
+from .render import FORMATS, SUFFIX, latex_escape, pretty_label, to_latex, to_long_csv, to_markdown, to_rich
 from .text import UNCONVERGED_MARK, CellText, caption, cell_texts, floor_text, header_labels, missing_lines
 
 __all__ = ["BuiltTable", "CellStats", "CellText", "Column", "Display", "FORMATS", "Index", "RENDER", "Row", "SUFFIX",
            "TableSpec", "UNCONVERGED_MARK", "build", "build_index", "canonical_method", "canonical_task", "caption",
            "cell_texts", "cell_value", "floor_text", "grid_cells", "header_labels", "latex_escape", "load_table",
-           "meta", "missing_lines", "mm_direction", "parse_table", "seed_values", "significantly_ahead",
+           "meta", "missing_lines", "mm_direction", "parse_table", "pretty_label", "seed_values", "significantly_ahead",
            "table_cells", "table_names", "to_latex", "to_long_csv", "to_markdown", "to_rich", "write"]

@@ -12,7 +12,8 @@ FORMATS = ("csv", "latex", "md", "terminal")
 SUFFIX = {"csv": ".csv", "latex": ".tex", "md": ".md"}
 
 
-def _pretty(label: str) -> str:
+def pretty_label(label: str) -> str:
+    """Directions as printed: `V->A` -> `V→A`, `UCF<->VGG` -> `UCF↔VGG`."""
     return label.replace("<->", "↔").replace("->", "→")
 
 
@@ -113,7 +114,7 @@ def _plain_cell(t: CellText, bold: tuple[str, str] = ("**", "**")) -> str:
 def to_markdown(bt: BuiltTable) -> str:
     heads = header_labels(bt)
     texts = cell_texts(bt)
-    esc = lambda s: _pretty(s).replace("|", r"\|")  # noqa: E731
+    esc = lambda s: pretty_label(s).replace("|", r"\|")  # noqa: E731
     head = [esc(bt.spec.row_header)] + [esc(f"{g} {lab}".strip()) for g, lab in heads]
     lines = [f"**{esc(bt.spec.title or bt.spec.name)}**", "", "| " + " | ".join(head) + " |",
              "|" + "|".join([":---"] + ["---:"] * len(heads)) + "|"]
@@ -150,11 +151,11 @@ def to_rich(bt: BuiltTable, width: int | None = None):
 def _rich_table(bt: BuiltTable, heads, texts, cols: list[int], title: bool = False, caption_: bool = False):
     from rich.table import Table
     from rich.text import Text
-    table = Table(title=_pretty(bt.spec.title or bt.spec.name) if title else None,
-                  caption=_pretty(caption(bt)) if caption_ else None, title_justify="left", caption_justify="left")
-    table.add_column(_pretty(bt.spec.row_header), style="bold")
+    table = Table(title=pretty_label(bt.spec.title or bt.spec.name) if title else None,
+                  caption=pretty_label(caption(bt)) if caption_ else None, title_justify="left", caption_justify="left")
+    table.add_column(pretty_label(bt.spec.row_header), style="bold")
     for g, lab in (heads[j] for j in cols):
-        table.add_column(_pretty(f"{g}\n{lab}" if g else lab), justify="right")
+        table.add_column(pretty_label(f"{g}\n{lab}" if g else lab), justify="right")
     for row, line in zip(bt.spec.rows, texts):
         if row.sep and row is not bt.spec.rows[0]:
             table.add_section()
@@ -166,5 +167,5 @@ def _rich_table(bt: BuiltTable, heads, texts, cols: list[int], title: bool = Fal
             if t.state == "missing":
                 text.stylize("yellow")
             cells.append(text)
-        table.add_row(_pretty(row.label), *cells)
+        table.add_row(pretty_label(row.label), *cells)
     return table
