@@ -424,15 +424,16 @@ def _feed(h, value) -> None:
         h.update(repr(value).encode())
 
 
-def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = None,
-                        world: str | None = None) -> tuple[list[Path], list[str]]:
+def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = None, world: str | None = None,
+                        results: Sequence[CellResult] | None = None) -> tuple[list[Path], list[str]]:
     """All report figures the store supports, into `<results>/figures` by default.
+    `results`: the store's results when the caller has read them already (one pass over ~900 result.json).
     Returns (written paths, notes on what could not be drawn and why)."""
     from . import tables
     from .store import Store
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir else results_dir / "figures"
-    results = Store(results_dir).results()
+    results = Store(results_dir).results() if results is None else list(results)
     if world is not None:
         results = [r for r in results if r.world == world]
     written, notes = [], []

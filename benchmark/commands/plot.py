@@ -131,8 +131,8 @@ def report_main(args) -> int:
     from ..report_plots import make_report_figures
     from ..ui import console
     from ..api import read_store
-    read_store(args.results, args.world)   # the store and the world must exist (a UserError otherwise)
-    written, notes = make_report_figures(args.results, args.out, args.world)
+    found = read_store(args.results, args.world)   # the store and the world must exist (a UserError otherwise)
+    written, notes = make_report_figures(args.results, args.out, args.world, results=found)
     for path in written:
         console.print(f"wrote {path}")
     for note in notes:
