@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,40 @@ def test_smoke_world_fingerprint_is_pinned(tmp_path):
     fp = open_world(tmp_path / "w").open("pretrain").fingerprint
     expected = (ROOT / "tasks" / "data" / "WORLD.md").read_text()
     assert f"`smoke-s0` pretrain.h5 `{fp}`" in expected, fp
+
+
+def _published_default_fingerprints() -> dict[str, str]:
+    """The per-file fingerprints of `default-s0` as WORLD.md publishes them (its fingerprint table row)."""
+    return dict(re.findall(r"(\w+) `([0-9a-f]{16})`", _default_row()[2]))
+
+
+def _published_default_world() -> str:
+    return _default_row()[3].strip().strip("`")
+
+
+def _default_row() -> list[str]:
+    row = next(line for line in (ROOT / "tasks" / "data" / "WORLD.md").read_text().splitlines()
+               if line.startswith("| `default-s0` |"))
+    return row.split("|")
+
+
+def test_default_world_fingerprints_are_the_published_ones(tmp_path):
+    """The default world users compare numbers on: its audio, video and text sensors (vgg, ucf, retrieval_vt;
+    files are independent of which others are generated) reproduce the fingerprints WORLD.md and the README
+    publish, on this CPU, and (video) under another OpenBLAS kernel."""
+    from tasks.data import open_world
+    published = _published_default_fingerprints()
+    assert len(published) == 8, published
+    for label, env, names in (("native", {}, ["vgg", "ucf", "retrieval_vt"]),
+                              ("prescott", {"OPENBLAS_CORETYPE": "Prescott"}, ["ucf"])):
+        out = tmp_path / label
+        subprocess.run([sys.executable, "-m", "benchmark", "data", "synth", "--profile", "default", "--seed", "0",
+                        "--out", str(out), "--only", ",".join(names), "-q"], cwd=ROOT, env={**os.environ, **env},
+                       check=True, capture_output=True)
+        world = open_world(out)
+        got = {n: world.open(n).fingerprint for n in names}
+        assert got == {n: published[n] for n in names}, (label, got)
+    assert f"**`{_published_default_world()}`**" in (ROOT / "README.md").read_text()   # one number, both places
 
 
 # --------------------------------------------------------------------------- budgets and convergence
