@@ -108,7 +108,6 @@ def metrics_table(result: CellResult, status: str = "") -> Table:
 def seeds_table(results: list[CellResult]) -> Table:
     """Directions × metrics of one (method, task) over its seeds: mean ± 95 % t-interval (`stats.summarize`),
     n = the seeds reporting the direction; n = 1 shows the mean alone (its interval is undefined)."""
-    from . import stats  # scipy: only when a multi-seed run prints its summary
     values: dict[str, dict[str, list[float]]] = {}
     for r in results:
         for direction, metric, v in r.scores():
@@ -123,13 +122,45 @@ def seeds_table(results: list[CellResult]) -> Table:
     for name in names:
         table.add_column(name + (" *" if name == first.main_metric else ""), justify="right")
     for direction, per in values.items():
-        cells = []
-        for name in names:
-            summary = stats.summarize(per[name]) if name in per else None
-            cells.append("" if summary is None else fmt(summary.mean) +
-                         (f" ± {fmt(summary.half_width)}" if summary.ci_defined else ""))
+        cells = [mean_ci(per[name]) if name in per else "" for name in names]
         table.add_row(direction, str(max(len(v) for v in per.values())), *cells)
     return table
+
+
+def mean_ci(values: list[float]) -> str:
+    """`mean ± half-width` of the 95 % t-interval over seeds; the mean alone for one value (no interval)."""
+    from . import stats  # scipy: only when a summary is printed
+    if not values:
+        return ""
+    summary = stats.summarize(values)
+    return fmt(summary.mean) + (f" ± {fmt(summary.half_width)}" if summary.ci_defined else "")
+
+
+def grid_tables(results: list[CellResult]) -> list[Table]:
+    """After a grid: per task, methods × directions of the task's main metric, mean ± CI over the seeds found;
+    † marks a method whose pretraining says it is not converged (as the paper tables do)."""
+    by_task: dict[str, dict[str, list[CellResult]]] = {}
+    for r in results:
+        by_task.setdefault(r.task, {}).setdefault(r.method, []).append(r)
+    tables = []
+    for task, per_method in by_task.items():
+        first = next(iter(per_method.values()))[0]
+        directions = list(dict.fromkeys(d for rs in per_method.values() for r in rs for d in r.metrics))
+        seeds = sorted({r.seed for rs in per_method.values() for r in rs})
+        title = (f"{task} · {first.main_metric} · mean ± 95% CI over seeds {' '.join(map(str, seeds))}"
+                 + (" · † not converged" if any(r.converged is False for rs in per_method.values() for r in rs)
+                    else ""))
+        table = Table(title=title, title_justify="left", min_width=min(len(title), 100))
+        table.add_column("method")
+        table.add_column("n", justify="right")
+        for d in directions:
+            table.add_column(d, justify="right")
+        for method, rs in per_method.items():
+            mark = "†" if any(r.converged is False for r in rs) else ""
+            cells = [mean_ci([v for r in rs if (v := r.score(d)) is not None]) for d in directions]
+            table.add_row(method + mark, str(len(rs)), *cells)
+        tables.append(table)
+    return tables
 
 
 def print_error(message: str) -> None:

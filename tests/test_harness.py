@@ -210,6 +210,21 @@ def test_several_grids_run_as_one_cell_list(world, tmp_path):
     assert "3 cells: cached 0 · ran 3" in out.stderr  # one progress display over the union, duplicates dropped
 
 
+def test_grid_prints_one_mean_ci_table_per_task(world, tmp_path):
+    """Users read a grid's outcome in the terminal: per task, methods × directions, mean ± CI over the seeds."""
+    grid = tmp_path / "g.yaml"
+    grid.write_text("methods: [tinymethod, 'tinymethod@dim=4']\ntasks: [tinytask]\nseeds: [0, 1]\n")
+    out = cli("grid", grid, "--data", world, "--results", tmp_path / "s")
+    assert out.returncode == 0, out.stderr
+    assert "mean ± 95% CI over seeds 0 1" in out.stdout
+    from benchmark.ui import mean_ci
+    results = [r for r in Store(tmp_path / "s").results() if r.method == "tinymethod"]
+    direction = next(iter(results[0].metrics))
+    expected = mean_ci([r.score(direction) for r in results])
+    row = next(line for line in out.stdout.splitlines() if line.strip("│ ").startswith("tinymethod "))
+    assert expected in row, (expected, row)
+
+
 def test_pretrain_command_warms_the_cache_that_run_then_uses(world, tmp_path):
     store, report = tmp_path / "s", tmp_path / "pretrain.json"
     out = cli("pretrain", "--method", "tinymethod", "--data", world, "--results", store, "--json", report, "-q")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import runner
 from ..gridspec import expand_all, find_grid, load_grid
 from ..store import Store
-from ..ui import console
+from ..ui import console, grid_tables
 from ._common import add_run_options, execute, options_from
 
 
@@ -35,5 +35,9 @@ def main(args) -> int:
         console.print(f"{name}: {len(cells)} cells, {cached} cached, {len(cells) - cached} to run "
                       f"({len(pretrain)} distinct pretrainings) on world {options.world.label}")
         return 0
-    _, code = execute(lambda world: expand_all(grids, args.seeds, world), args, profile, title=name)
+    outcomes, code = execute(lambda world: expand_all(grids, args.seeds, world), args, profile, title=name)
+    if not args.quiet:
+        for table in grid_tables([o.result for o in sorted(outcomes, key=lambda o: o.cell.sort_key())
+                                  if o.result is not None]):
+            console.print(table)
     return code
