@@ -423,12 +423,18 @@ def test_bold_only_where_the_best_is_significantly_ahead(tmp_path):
     assert tables.build(spec, results).column_best() == [{0}]      # ~6 points ahead on every seed
 
 
-def test_seeds_default_to_those_present_with_a_warning_on_unequal_counts(tmp_path, capsys):
+def test_seeds_default_to_those_every_row_has(tmp_path, capsys):
+    """Rows are compared on the same seeds: a row with seeds 0, 1 against one with seed 0 only gives seed 0, and
+    one warning names the seed left out; --seeds still picks any set (with a warning on unequal counts)."""
     spec, results = two_rows(tmp_path, {0: 50.0, 1: 51.0}, {0: 40.0})
     bt = tables.build(spec, results)
-    assert bt.seeds == [0, 1] and not [m for m in bt.missing if m["seed"] == 2]   # the grid's seed 2: none stored
-    assert [w for w in bt.warnings if "different seed counts (1 to 2 of seeds 0, 1)" in w]
+    assert bt.seeds == [0] and not bt.missing
+    assert [w for w in bt.warnings if w.startswith("seed(s) 1 left out: 1 row(s)")], bt.warnings
+    chosen = tables.build(spec, results, seeds=[0, 1])
+    assert [w for w in chosen.warnings if "different seed counts (1 to 2 of seeds 0, 1)" in w]
     assert tables.build(spec, results, seeds=[0]).warnings == []
+    spec, results = two_rows(tmp_path / "2", {0: 50.0, 1: 51.0}, {2: 41.0})   # no seed shared by all rows
+    assert tables.build(spec, results).seeds == [0, 1, 2]
 
 
 def test_no_paper_and_no_ci(t1_store, tmp_path):

@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="where files go (default <results>/tables)")
     p.add_argument("--world", help="world label to use when the store holds several (e.g. default-s0)")
     p.add_argument("--seeds", type=cli_int, nargs="+", metavar="S",
-                   help="seeds to use (default: those the store holds for the table's cells; a warning when cells "
-                        "have different seed counts)")
+                   help="seeds to use (default: those at which every row has results, so rows share their seeds; "
+                        "a warning names any seed left out)")
     p.add_argument("--no-paper", action="store_true", help="leave out the papers' numbers")
     p.add_argument("--no-ci", action="store_true", help="leave out the ± 95%% CI half-widths (means only)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any cell is missing")

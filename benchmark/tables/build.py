@@ -80,14 +80,35 @@ def _hib(results: Iterable[CellResult], metric: str | None) -> bool | None:
     return found.pop() if len(found) == 1 else None
 
 
+def default_seeds(table: TableSpec, index, wanted: set[tuple[str, str]]) -> tuple[set[int], list[str]]:
+    """The seeds at which every row of the table has results, so that rows are compared on the same seeds (a
+    one-seed ablation grid reusing a 3-seed main-grid row compares them at seed 0, not 1 seed against 3); the
+    seeds the store holds when no seed is shared by all rows; the grid's seeds when it holds none. A seed left
+    out is named in one warning."""
+    rows = {r.method for r in table.rows}
+    per_row = {m: {s for (mm, t, s) in index.cells if mm == m and (mm, t) in wanted} for m in rows}
+    present = set().union(*per_row.values()) if per_row else set()
+    if not present:
+        return set(table.seeds), []
+    common = set.intersection(*per_row.values())
+    if not common or common == present:
+        return present, []
+    left = sorted(present - common)
+    lacking = sorted(m for m, got in per_row.items() if not set(left) <= got)
+    shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+    return common, [f"seed(s) {', '.join(map(str, left))} left out: {len(lacking)} row(s) have no results "
+                    f"there ({shown}); pass --seeds to include them"]
+
+
 def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | None = None,
           seeds: Sequence[int] | None = None, display: Display = Display()) -> BuiltTable:
-    """Resolve every (row, column) cell against the store. `seeds` None = the seeds the store holds for the
-    table's cells (the grid's seeds when it holds none); cells with different seed counts add a warning."""
+    """Resolve every (row, column) cell against the store. `seeds` None = `default_seeds`; cells with different
+    seed counts add a warning."""
     wanted = {(m, t) for m, t, _ in table_cells(table)}
     index = build_index(results, world, wanted)
+    notes: list[str] = []
     if seeds is None:
-        seeds = {s for (m, t, s) in index.cells if (m, t) in wanted} or table.seeds
+        seeds, notes = default_seeds(table, index, wanted)
     seeds = sorted(int(s) for s in seeds)
     missing: list[dict] = []
     used: dict[str, dict] = {}
@@ -130,7 +151,7 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
             avgs.append(None)
     unique = {(m["method"], m["task"], m["seed"], m["reason"]): m for m in missing}
     missing = sorted(unique.values(), key=lambda m: (m["task"], m["method"], m["seed"], m["reason"]))
-    warnings = list(index.warnings)
+    warnings = list(index.warnings) + notes
     counts = {c.summary.n for line in grid for c in line if c.summary is not None}
     if len(counts) > 1:
         warnings.append(f"cells have different seed counts ({min(counts)} to {max(counts)} of seeds "
