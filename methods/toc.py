@@ -29,6 +29,7 @@ import torch
 from benchmark.contracts import Pretrained, Refiner, UserError
 
 CRITERIA = ("both", "sim", "var")
+LOW_VARIANCE_SHARE = 0.2      # a kept half of the dims holding less than this share of the variance gets a warning
 
 
 # --------------------------------------------------------------------------- scores (pure math)
@@ -99,6 +100,7 @@ class Selection:
     layers: tuple[torch.Tensor, ...]
     scores: tuple[torch.Tensor, ...]
     index: torch.Tensor
+    variance_share: tuple[float, ...] = ()    # per layer: share of the codebook's per-dim variance the kept dims hold
 
 
 class TOCPretrained(Pretrained):
@@ -142,7 +144,8 @@ class TOCPretrained(Pretrained):
     def diagnostics(self) -> dict:
         toc = {"options": self.cfg, "layout": self.layout, "dim": self.dim,
                "selected": [kept.tolist() for kept in self.selection.layers],
-               "scores": [[float(f"{v:.6g}") for v in s.tolist()] for s in self.selection.scores]}
+               "scores": [[float(f"{v:.6g}") for v in s.tolist()] for s in self.selection.scores],
+               "kept_variance_share": [round(v, 4) for v in self.selection.variance_share]}
         return {**self.base.diagnostics(), "toc": toc}
 
 
@@ -150,13 +153,24 @@ def refine_codebooks(codebooks: Sequence[torch.Tensor], cfg: Mapping[str, Any], 
                      offsets: Sequence[int] = (0,)) -> Selection:
     """Select dims per codebook (concat) or once from the first, coarsest codebook (shared residual levels)."""
     books = list(codebooks) if layout == "concat" else [codebooks[0]]
-    layers, scores = [], []
+    layers, scores, shares = [], [], []
     for cb in books:
         s = toc_scores(cb, cfg["lam"], cfg["criterion"])
-        layers.append(select_dims(s, resolve_q(cfg["q"], cb.shape[1]), cfg["max"], cfg["min"]))
+        kept = select_dims(s, resolve_q(cfg["q"], cb.shape[1]), cfg["max"], cfg["min"])
+        layers.append(kept)
         scores.append(s)
+        shares.append(kept_variance_share(cb, kept))
     index = torch.cat([kept + off for kept, off in zip(layers, offsets)])
-    return Selection(tuple(layers), tuple(scores), index)
+    return Selection(tuple(layers), tuple(scores), index, tuple(shares))
+
+
+def kept_variance_share(codebook: torch.Tensor, kept: torch.Tensor) -> float:
+    """Σ_kept V_k / Σ_k V_k. Why it is recorded: on a codebook with a common offset (e.g. ReLU codes, all ≥ 0)
+    S_k ≈ mean_k² dominates U_k, so Eq. 17 ranks the near-constant dims first and the kept half can hold almost
+    none of the codes' spread — the head then sees codes it cannot tell apart."""
+    var = inter_code_variance(codebook)
+    total = float(var.sum())
+    return float(var[kept].sum()) / total if total > 0 else 0.0
 
 
 def resolve_q(q: int | None, width: int) -> int:
@@ -183,4 +197,9 @@ class TOC(Refiner):
         layout, offsets = codebook_layout(pretrained)
         selection = refine_codebooks([cb.detach().cpu() for cb in pretrained.codebooks], cfg, layout, offsets)
         ctx.log(f"toc: kept {selection.index.numel()} of {pretrained.dim} dims ({layout}, {cfg['criterion']})")
+        low = [v for v in selection.variance_share if v < LOW_VARIANCE_SHARE]
+        if low:
+            ctx.log(f"toc: warning: the kept dims hold only {min(low):.0%} of the codebook's inter-code variance "
+                    "(the similarity term favours near-constant dims on this codebook); criterion=var or a larger q "
+                    "keeps more of it")
         return TOCPretrained(pretrained, selection, layout, cfg)

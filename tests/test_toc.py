@@ -164,6 +164,23 @@ def test_multi_layer_codebooks_are_selected_per_layer_and_concatenated():
     assert out.diagnostics()["toc"]["selected"] == [k1.tolist(), k2.tolist()]
 
 
+def test_kept_variance_share_and_the_warning_on_an_offset_codebook():
+    """A ReLU-like codebook (all codes ≥ 0): an active dim (mean 1, variance 0.25) and a near-dead one (mean 0.01,
+    variance 1e-4). S ≈ mean², so U = 0.3·0.25 − 0.7·~1 < 0 for the active dim and ≈ 0 for the dead one: Eq. 17
+    keeps the dead dim, which holds 1e-4 / 0.2501 of the variance — recorded, and warned about."""
+    book = torch.tensor([[0.5, 0.0], [1.5, 0.02], [1.0, 0.01]])     # var: 0.25 and 1e-4; means 1.0 and 0.01
+    logs = []
+    ctx = RunContext()
+    ctx.log = logs.append
+    out = TOC().refine(FakeDiscrete([book]), {**DEFAULT, "q": 1}, ctx)
+    assert out.selection.layers[0].tolist() == [1]
+    share = out.diagnostics()["toc"]["kept_variance_share"]
+    assert share == [round(1e-4 / (0.25 + 1e-4), 4)]
+    assert any("hold only 0% of the codebook's inter-code variance" in m for m in logs), logs
+    assert TOC().refine(FakeDiscrete([book]), {**DEFAULT, "q": 1, "criterion": "var"},
+                        RunContext()).diagnostics()["toc"]["kept_variance_share"] == [round(0.25 / 0.2501, 4)]
+
+
 def test_default_q_keeps_half_of_every_codebook():
     out = refine(FakeDiscrete([random_codebook(1, n=7, d=4), random_codebook(2, n=5, d=6)]), q=None)
     assert out.dim == 2 + 3 and [cb.shape[1] for cb in out.codebooks] == [2, 3]
