@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .convergence import diagnose
+
 RESULT_SCHEMA = 1   # the result.json layout; not the key schema of spec.SCHEMA_VERSION (that one is hashed)
 REQUIRED = ("method", "task", "seed", "metrics")
 ADDED = ("test_sizes",)   # fields added within schema 1: written only when set, so older files round-trip as they are
@@ -106,8 +108,13 @@ class CellResult:
 
     @property
     def converged(self) -> bool | None:
-        """The pretraining's convergence diagnostic: True / False, None for training-free methods."""
-        flag = ((self.diagnostics or {}).get("training") or {}).get("converged")
+        """The pretraining's convergence diagnostic (`benchmark.convergence`, recomputed from the stored loss
+        history so every cell is judged by the current rule): True / False, None for training-free methods."""
+        training = (self.diagnostics or {}).get("training") or {}
+        history = training.get("loss_history")
+        if history:
+            return diagnose([h.get("total", float("nan")) for h in history])["converged"]
+        flag = training.get("converged")
         return None if flag is None else bool(flag)
 
     @property

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.atomic import atomic_open
+from benchmark.convergence import diagnose
 
 from .precision import DTYPES, autocast, full_precision, grad_scaler, upcast
 
@@ -75,27 +76,14 @@ class TrainResult:
     steps: int = 0
 
 
-CONVERGED_SHARE = 0.10   # at most this share of the loss change may happen in the last quarter of training
-
-
 def training_summary(history: list[dict]) -> dict:
-    """Per-epoch losses (wall time left out: identical runs differ in it) and a convergence diagnostic.
-
-    `last_quarter_share` = (total loss at the start of the last quarter of the epochs − final) / |first − final|:
-    the share of the whole loss change still happening at the end. A run whose loss still moves by more than
-    `CONVERGED_SHARE` of its total change in its last quarter (or that ran fewer than 4 epochs) is `converged:
-    false`; tables mark its cells. It is a loss diagnostic; the budget study's probe scores are the real test."""
+    """Per-epoch losses (wall time left out: identical runs differ in it) and the convergence diagnostic of
+    `benchmark.convergence` (tables mark unconverged cells). It is a loss diagnostic; the budget study's probe
+    scores are the real test."""
     losses = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
     totals = [h.get("total", float("nan")) for h in history]
     out: dict = {"epochs": len(history), "final_losses": losses[-1] if losses else {}, "loss_history": losses}
-    if len(totals) >= 2:
-        q = max(1, len(totals) // 4)
-        span = abs(totals[0] - totals[-1])
-        share = (totals[-1 - q] - totals[-1]) / span if span > 0 else 0.0
-        out["last_quarter_share"] = round(float(share), 4)
-        out["converged"] = bool(len(totals) >= 4 and abs(share) <= CONVERGED_SHARE)
-    else:
-        out["converged"] = False
+    out.update(diagnose(totals))
     return out
 
 
