@@ -239,9 +239,21 @@ def check_seeds(seeds: Any, where: str = "--seeds") -> list[int]:
 
 
 def cell_key(method: MethodSpec, task: TaskSpec, data_fingerprint: str, seed: int) -> str:
-    """Cell identity: resolved method + refiners, task config + version, data, seed, schema."""
-    return stable_hash({"method": method.resolved(), "task": task.resolved(), "data": data_fingerprint,
+    """Cell identity: the method as it runs (+ refiners), task config + version, data, seed, schema.
+
+    A method with a scale preset is identified by its resolved settings, inference-only options included — so
+    a change of the preset (e.g. the default budget) gives new keys instead of serving cells computed under the
+    old one, and `dcid` and `dcid@epochs=P` (P the preset) are one cell, as they are one pretraining."""
+    return stable_hash({"method": method_identity(method), "task": task.resolved(), "data": data_fingerprint,
                         "seed": int(seed), "schema": SCHEMA_VERSION})
+
+
+def method_identity(method: MethodSpec) -> dict:
+    resolve = getattr(method.base.entry.load(), "settings", None)
+    base = method.base.resolved()
+    if resolve is not None:
+        base = {"name": base["name"], "version": base["version"], "settings": resolve(base["cfg"])}
+    return {"method": base, "refiners": [r.resolved() for r in method.refiners]}
 
 
 def pretrain_settings(method: MethodSpec) -> dict | None:

@@ -40,7 +40,7 @@ SCALES: dict[str, dict[str, Any]] = {
                   rvq_levels=4, fsq_levels=[8, 5, 5, 5]),
     "default": dict(code_dim=64, codebook_size=400, layers=1, heads=4, ffn=128, dropout=0.1, specific_dim=64,
                     video_widths=[64, 128], se_reduction=8, att_dim=64, text_hidden=32, club_hidden=64,
-                    cpc_hidden=64, cpc_layers=1, epochs=16, batch_size=128, lr=1e-3, clip=0.5, dead_after=100,
+                    cpc_hidden=64, cpc_layers=1, epochs=32, batch_size=128, lr=1e-3, clip=0.5, dead_after=100,
                     rvq_levels=4, fsq_levels=[8, 5, 5, 5]),
 }
 _POSITIVE_INTS = ("code_dim", "codebook_size", "epochs", "batch_size", "dead_after", "cpc_horizon")
