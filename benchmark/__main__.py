@@ -9,7 +9,7 @@ import sys
 from . import registry
 from .contracts import UserError
 
-COMMANDS = ("run", "grid", "pretrain", "budget", "table", "ls", "data", "plot", "claims", "report")
+COMMANDS = ("run", "grid", "pretrain", "budget", "table", "ls", "data", "plot", "claims", "report", "gc")
 NO_REGISTRY = ("data",)    # commands that never read a card
 
 

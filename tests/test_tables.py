@@ -464,3 +464,35 @@ def test_captions_name_the_paper():
     for name in tables.table_names():
         spec = tables.load_table(name)
         assert "seed 00" not in (spec.title + spec.paper_source).lower(), name
+
+
+def test_gc_moves_cells_computed_under_older_keys(tmp_path):
+    """After a key change (here: a stale key for `dcid`), `gc` moves exactly the cells whose key is not the one
+    their spec has today; the current cell stays and the table's duplicate warning goes away."""
+    import subprocess
+    import sys
+    from benchmark import spec as specs
+    store = tmp_path / "store"
+    current = specs.cell_key(specs.parse_method("dcid"), specs.parse_task("ave"), "fp", 0)
+    for key, acc, created in ((current, 20.0, "2026-02-01T00:00:00+00:00"), ("0123456789abcdef", 10.0,
+                                                                               "2026-01-01T00:00:00+00:00")):
+        put(store, "dcid", "ave", 0, {"V->A": {"acc": acc}}, key=key, created=created)
+        path = store / "cells" / "ave" / "dcid" / key / "result.json"
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "data_fingerprint": "fp"}))
+    root = Path(__file__).resolve().parent.parent
+
+    def gc(*extra):
+        return subprocess.run([sys.executable, "-m", "benchmark", "gc", "--results", str(store), *extra], cwd=root,
+                              capture_output=True, text=True)
+    dry = gc("--dry-run")
+    assert dry.returncode == 0 and "1 stale cell(s)" in dry.stdout and "0123456789abcdef" in dry.stdout
+    assert (store / "cells" / "ave" / "dcid" / "0123456789abcdef").is_dir()
+    done = gc()
+    assert done.returncode == 0 and "1 stale cell(s) moved to" in done.stdout, done.stdout + done.stderr
+    assert [p.name for p in (store / "cells" / "ave" / "dcid").iterdir() if p.is_dir()] == [current]
+    assert list(store.glob("stale/*/ave/dcid/0123456789abcdef/result.json"))
+    assert "0 stale cell(s)" in gc().stdout
+    missing = subprocess.run([sys.executable, "-m", "benchmark", "gc", "--results", str(tmp_path / "none")],
+                             cwd=root, capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no result store")

@@ -60,9 +60,11 @@ def build_index(results: Sequence[CellResult | dict], world: str | None = None,
         if len(group) > 1:
             duplicates.append({"method": ident[0], "task": ident[1], "seed": ident[2], "used": group[-1].key,
                                "ignored": [g.key for g in group[:-1]]})
-            ignored = ", ".join(str(g.key) for g in group[:-1])
-            warnings.append(f"duplicate cells for {ident[0]} × {ident[1]} × seed {ident[2]}: using "
-                            f"{group[-1].key} (newest), ignoring {ignored}")
+    if duplicates:   # one line: after a key change every recomputed cell has an older twin
+        first = duplicates[0]
+        warnings.append(f"{len(duplicates)} (method, task, seed) with several cells (e.g. {first['method']} × "
+                        f"{first['task']} × seed {first['seed']}): using the newest of each (listed in meta.json); "
+                        "`python -m benchmark gc` moves cells computed under older keys out of the store")
     return Index(world, cells, warnings, duplicates)
 
 
