@@ -26,12 +26,12 @@ Claims (cells = methods as specs; every comparison uses CMG unless stated):
 1. FCCID > DCID > CMCM > TURN ≈ CODIS: links fccid > dcid, dcid > cmcm, cmcm > turn, turn ≈ codis.
 2. +TOC ≥ base for every discrete method: m+toc ≥ m for m ∈ {codis, turn, cmcm, dcid, fccid}.
 3. TOC sim+var ≥ either alone: fccid+toc ≥ fccid+toc@criterion=sim, and ≥ fccid+toc@criterion=var.
-4. RVQ/FSQ beat VQ on m->m but not cross-modal: for q ∈ {dcid@quantizer=fsq, dcid@quantizer=rvq,levels=2|3|4}:
-   MM(q) > MM(dcid)  and  CMG(dcid) ≥ CMG(q).
+4. RVQ/FSQ beat VQ on m->m but not cross-modal: for q ∈ the FSQ / RVQ-2,3,4 rows of SRCID Table I's grid:
+   MM(q) > MM(vq)  and  CMG(vq) ≥ CMG(q), vq = its VQ row (the specs, budget included, come from the grid).
 5. SRCID's layer 2 helps localization more than classification: with gain_X = X(srcid) − X(srcid@only1=true):
    gain_LOC > 0 (LOC(srcid) > LOC(srcid@only1=true)) and gain_LOC > gain_CLS.
-6. A codebook of ~400 is best among the sizes tried: CMG(fccid) ≥ CMG(fccid@codebook_size=N) for
-   N ∈ {256, 300, 512, 800, 1024}; plain fccid is the 400-code preset (codebook_size unset), as in Table 7's grid.
+6. A codebook of ~400 is best among the sizes tried: CMG(400-code row) ≥ CMG(N-code row) for every other size
+   row of Table 7's grid (its rows' `x`; specs from the grid).
 7. TOC masks beat random masks for VQ-VAE reconstruction at every ratio: for every mask ratio stored,
    mse_random > mse_toc (lower MSE is better); no ratio stored = inconclusive.
 """
@@ -58,10 +58,22 @@ MM = [(t, (d,), None) for t in ("ave", "avvp", "ucf_vgg") for d in ("V->V", "A->
 LOC = [(t, (d,), None) for t in ("avvp", "ave_avvp") for d in _PAIR]
 CLS = [(t, (d,), None) for t in ("ave", "ucf_vgg") for d in _PAIR]
 TOC_BASES = ("codis", "turn", "cmcm", "dcid", "fccid")
-QUANTIZERS = {"FSQ": "dcid@quantizer=fsq", "RVQ-2": "dcid@quantizer=rvq,levels=2",
-              "RVQ-3": "dcid@quantizer=rvq,levels=3", "RVQ-4": "dcid@quantizer=rvq,levels=4"}
-SIZES = (256, 300, 512, 800, 1024)
-SIZE_400 = "fccid"   # codebook_size unset = the preset, 400 codes (as Table 7's row 400 and the main grid)
+QUANTIZER_GRID, SIZE_GRID, BEST_SIZE = "srcid_t1", "t7", 400
+
+
+def quantizer_rows() -> tuple[str, dict[str, str]]:
+    """(VQ spec, {label: spec}) of claim 4, read from SRCID Table I's grid (its first row is the VQ baseline),
+    so the claim checks exactly the cells the table shows (e.g. at the grid's own budget)."""
+    from .tables import load_table
+    rows = [r for r in load_table(QUANTIZER_GRID).rows if not r.mm]
+    return rows[0].method, {r.label: r.method for r in rows[1:]}
+
+
+def size_rows() -> tuple[str, dict[int, str]]:
+    """(spec of the 400-code row, {size: spec} of the others) of claim 6, from Table 7's grid (rows with `x`)."""
+    from .tables import load_table
+    rows = {int(r.x): r.method for r in load_table(SIZE_GRID).rows if r.x is not None}
+    return rows.pop(BEST_SIZE), rows
 RECON_METHOD, RECON_TASK, RANDOM_MSE, TOC_MSE = "vqvae", "toc_recon", "mse_random", "mse_toc"
 
 RULES = {
@@ -230,13 +242,14 @@ def claim3(ctx: _Ctx) -> Claim:
 
 
 def claim4(ctx: _Ctx) -> Claim:
-    vq_mm, vq_cmg = ctx.q("dcid", MM), ctx.q("dcid", CMG)
+    vq, quantizers = quantizer_rows()
+    vq_mm, vq_cmg = ctx.q(vq, MM), ctx.q(vq, CMG)
     links = []
-    for name, spec in QUANTIZERS.items():
-        links.append(compare(spec, ">", "dcid", "MM (m->m)", ctx.q(spec, MM), vq_mm))
-        links.append(compare("dcid", "≥", spec, "CMG (cross-modal)", vq_cmg, ctx.q(spec, CMG)))
-    return _claim(4, "RVQ/FSQ beat VQ on m→m but not cross-modal", "MM and CMG of dcid (VQ) and "
-                  + ", ".join(QUANTIZERS.values()) + " (SRCID Table I)", ctx, links)
+    for spec in quantizers.values():
+        links.append(compare(spec, ">", vq, "MM (m->m)", ctx.q(spec, MM), vq_mm))
+        links.append(compare(vq, "≥", spec, "CMG (cross-modal)", vq_cmg, ctx.q(spec, CMG)))
+    return _claim(4, "RVQ/FSQ beat VQ on m→m but not cross-modal", f"MM and CMG of {vq} (VQ) and "
+                  + ", ".join(quantizers.values()) + " (SRCID Table I)", ctx, links)
 
 
 def claim5(ctx: _Ctx) -> Claim:
@@ -252,11 +265,11 @@ def claim5(ctx: _Ctx) -> Claim:
 
 
 def claim6(ctx: _Ctx) -> Claim:
-    best = ctx.q(SIZE_400, CMG)
-    links = [compare(f"{SIZE_400} (400)", "≥", f"fccid@codebook_size={n}", "CMG", best,
-                     ctx.q(f"fccid@codebook_size={n}", CMG)) for n in SIZES]
-    return _claim(6, "A codebook of ~400 is best among the sizes tried", f"CMG of {SIZE_400} (preset: 400 codes) "
-                  f"vs fccid@codebook_size=N, N ∈ {', '.join(map(str, SIZES))} (Table 7)", ctx, links)
+    base, others = size_rows()
+    best = ctx.q(base, CMG)
+    links = [compare(f"{base} ({BEST_SIZE})", "≥", spec, "CMG", best, ctx.q(spec, CMG)) for spec in others.values()]
+    return _claim(6, "A codebook of ~400 is best among the sizes tried", f"CMG of {base} ({BEST_SIZE} codes) "
+                  f"vs {', '.join(others.values())} (Table 7)", ctx, links)
 
 
 def claim7(ctx: _Ctx) -> Claim:
@@ -283,9 +296,11 @@ CLAIMS = (claim1, claim2, claim3, claim4, claim5, claim6, claim7)
 
 def wanted_cells() -> set[tuple[str, str]]:
     """(method, task) pairs the claims read, to pick the world."""
+    vq, quantizers = quantizer_rows()
+    base, sizes = size_rows()
     methods = ["fccid", "dcid", "cmcm", "turn", "codis", *[f"{m}+toc" for m in TOC_BASES],
-               "fccid+toc@criterion=sim", "fccid+toc@criterion=var", *QUANTIZERS.values(), "srcid",
-               "srcid@only1=true", *[f"fccid@codebook_size={n}" for n in SIZES]]
+               "fccid+toc@criterion=sim", "fccid+toc@criterion=var", vq, *quantizers.values(), "srcid",
+               "srcid@only1=true", base, *sizes.values()]
     tasks = ["ave", "avvp", "ave_avvp", "ucf_vgg"]
     out = {(canonical_method(m), canonical_task(t)) for m in methods for t in tasks}
     return out | {(canonical_method(RECON_METHOD), canonical_task(RECON_TASK))}

@@ -99,15 +99,19 @@ def test_claim3_both_criteria_beat_either():
 
 
 def test_claim4_precise_quantizers_win_within_modality_only():
-    vq = cells("dcid", 60, mm=70, seed_noise=1)
-    others = sum((cells(spec, 57, mm=80, seed_noise=5 + i) for i, spec in enumerate(claims.QUANTIZERS.values())), [])
+    """Claim 4 reads its specs from SRCID Table I's grid (budget included), so it checks the cells the table shows."""
+    vq_spec, quantizers = claims.quantizer_rows()
+    assert canonical_method(vq_spec).startswith("dcid") and set(quantizers) == {"DCID (FSQ)", "DCID (RVQ-2)",
+                                                                                 "DCID (RVQ-3)", "DCID (RVQ-4)"}
+    vq = cells(vq_spec, 60, mm=70, seed_noise=1)
+    others = sum((cells(spec, 57, mm=80, seed_noise=5 + i) for i, spec in enumerate(quantizers.values())), [])
     c = verdict(4, vq + others)
     assert c.verdict == HOLDS and len(c.links) == 8
-    fsq = claims.QUANTIZERS["FSQ"]
+    fsq = quantizers["DCID (FSQ)"]
     flipped = [r for r in others if r["method"] != canonical_method(fsq)] + cells(fsq, 65, mm=80, seed_noise=5)
     c = verdict(4, vq + flipped)
     assert c.verdict == FAILS
-    assert [(l.a, l.b) for l in c.links if l.verdict == FAILS] == [("dcid", fsq)]
+    assert [(l.a, l.b) for l in c.links if l.verdict == FAILS] == [(vq_spec, fsq)]
 
 
 def test_claim5_layer_two_helps_localization_more():
@@ -118,11 +122,13 @@ def test_claim5_layer_two_helps_localization_more():
 
 
 def test_claim6_codebook_400_is_best():
+    base, specs = claims.size_rows()                  # Table 7's grid rows, by their x
+    assert sorted(specs) == [256, 300, 512, 800, 1024]
     sizes = {256: 52, 300: 54.5, 512: 53, 800: 53.5, 1024: 52.5}
-    rest = sum((cells(f"fccid@codebook_size={n}", v, seed_noise=n) for n, v in sizes.items()), [])
-    assert verdict(6, cells("fccid", 55, seed_noise=1) + rest).verdict == HOLDS      # fccid = the 400 preset
-    c = verdict(6, cells("fccid", 50, seed_noise=1) + rest)
-    assert c.verdict == FAILS and {l.b for l in c.links if l.verdict == FAILS} >= {"fccid@codebook_size=300"}
+    rest = sum((cells(specs[n], v, seed_noise=n) for n, v in sizes.items()), [])
+    assert verdict(6, cells(base, 55, seed_noise=1) + rest).verdict == HOLDS
+    c = verdict(6, cells(base, 50, seed_noise=1) + rest)
+    assert c.verdict == FAILS and {l.b for l in c.links if l.verdict == FAILS} >= {specs[300]}
 
 
 def recon(values: dict[str, tuple[float, float]]) -> list[dict]:
