@@ -21,6 +21,8 @@ from typing import Sequence
 MIN_EPOCHS = 4
 MAX_SHARE = 0.10
 MAX_DROP = 0.02
+RULE = (f"over the last quarter of its epochs its loss still moved by more than {MAX_SHARE:.0%} of its whole change "
+        f"or fell by more than {MAX_DROP:.0%} of its value (or it ran fewer than {MIN_EPOCHS} epochs)")
 
 
 def diagnose(totals: Sequence[float]) -> dict:

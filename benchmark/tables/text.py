@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .. import stats
+from .. import convergence, stats
 from ..results import finite
 from .build import BuiltTable
 from .layout import Column, Row, TableSpec
@@ -126,8 +126,7 @@ def caption(bt: BuiltTable) -> str:
     if floors:
         parts.append(floors)
     if any(c.unconverged for line in bt.cells for c in line):
-        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged (its loss still moved "
-                     f"by more than 10 % of its total change in the last quarter of training).")
+        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged: {convergence.RULE}.")
     if bt.display.paper and any(r.paper for r in spec.rows):
         parts.append(f"In parentheses: the paper's number ({spec.paper_source or 'paper'}).")
     if bt.missing:
