@@ -22,9 +22,10 @@ def png_size(path) -> tuple[int, int]:
 def test_methods_are_named_as_the_tables_print_them():
     label = rp.table_labels()
     assert label("dcid") == "DCID" and label("fccid") == "FCCID" and label("cca") == "CCA (linear, no training)"
-    assert label("dcid@quantizer=fsq") == "DCID (FSQ)"                       # a label that says it all
-    assert label("fccid@codebook_size=256") == "FCCID, Codebook size: 256"   # "256" needs its row header
-    assert label("srcid@club_l2=false") == "SRCID, CLUB layer 1 only"        # the header names the method already
+    # the ablation grids' rows (pinned to their 16-epoch budget)
+    assert label("dcid@epochs=16,quantizer=fsq") == "DCID (FSQ)"                       # a label that says it all
+    assert label("fccid@codebook_size=256,epochs=16") == "FCCID, Codebook size: 256"   # "256" needs its header
+    assert label("srcid@club_l2=false,epochs=16") == "SRCID, CLUB layer 1 only"        # the header names the method
     assert label("dcid@epochs=8") == "DCID (epochs=8)"                       # no table names it: base + options
     assert label("fccid+toc@criterion=var") == "FCCID+TOC, TOC criterion: variance"
 
