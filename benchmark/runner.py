@@ -6,6 +6,7 @@ Any exception inside a cell becomes `error.json` and the grid goes on; the calle
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -164,6 +165,18 @@ def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
 _MEMORY: dict[str, Any] = {}  # pretrain key -> Pretrained, so N tasks in one process reuse one model
 
 
+def _trained_epochs(directory: Path) -> int | None:
+    """Epochs a stored pretraining ran (its loss history), None when unknown. A legacy key hashes the options as
+    written, so `dcid` under a 4- or 16-epoch preset has the same legacy key as under today's: only a run of the
+    budget asked for may answer."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        history = meta["diagnostics"]["training"]["loss_history"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return len(history) if isinstance(history, list) else None
+
+
 def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints: Path | None = None):
     """Load the cached pretraining for (method cfg, corpus, seed) or train it once (locked across processes).
     `checkpoints`: a checkpoint folder shared by several budgets of one run (the budget study); default: the
@@ -177,9 +190,10 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints
         return _inference_view(method, _MEMORY[key], cfg), key
     directory = store.pretrain_dir(cell.method.base.name, key)
     legacy = specs.legacy_pretrain_key(cell.method, corpus.fingerprint, cell.seed)
-    if legacy != key and not (directory / "complete.json").exists() \
-            and (store.pretrain_dir(cell.method.base.name, legacy) / "complete.json").exists():
-        key, directory = legacy, store.pretrain_dir(cell.method.base.name, legacy)   # a store from before 0.2
+    legacy_dir = store.pretrain_dir(cell.method.base.name, legacy)
+    if legacy != key and not (directory / "complete.json").exists() and (legacy_dir / "complete.json").exists() \
+            and _trained_epochs(legacy_dir) == (specs.pretrain_settings(cell.method) or {}).get("epochs"):
+        key, directory = legacy, legacy_dir   # a store from before 0.2, trained for the budget asked for
     with file_lock(directory.parent / f".{key}.lock"):
         done = directory / "complete.json"
         sweep_tmp(directory, directory / "model", directory / "checkpoints")  # dead writers' temp files
@@ -217,8 +231,8 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints
 
 def rekey_pretrainings(store: Store) -> int:
     """Move finished pretrainings stored under a legacy key (options as written) to their settings key, so
-    `dcid@epochs=P` trained by a budget study serves `dcid` when P is the preset. Idempotent; returns the count."""
-    import json
+    `dcid@epochs=P` trained by a budget study serves `dcid` when P is the preset; an entry whose options leave the
+    budget to the preset is keyed by the epochs it actually trained. Idempotent; returns the count."""
     moved = 0
     for done in sorted(Path(store.root).glob("pretrain/*/*/complete.json")):
         directory = done.parent
@@ -227,7 +241,14 @@ def rekey_pretrainings(store: Store) -> int:
             entry = specs.registry.get("method", meta["method"]["name"])
             if int(meta["method"]["version"]) != entry.version:
                 continue
-            method = specs.MethodSpec(specs.Component(entry, entry.resolve(meta["method"]["cfg"])))
+            cfg = dict(meta["method"]["cfg"])
+            if "epochs" in entry.options and cfg.get("epochs") is None:
+                # trained under the preset of its day (4, 16 epochs, ...): key it by what it ran, never by
+                # today's preset, or `dcid` would load an older, shorter run
+                cfg["epochs"] = _trained_epochs(directory)
+                if cfg["epochs"] is None:
+                    continue
+            method = specs.MethodSpec(specs.Component(entry, entry.resolve(cfg)))
             key = specs.pretrain_key(method, meta["corpus"], int(meta["seed"]))
         except (OSError, ValueError, KeyError, TypeError, UserError):
             continue          # foreign or torn entries are healed where they are used

@@ -342,7 +342,8 @@ def test_report_figures_from_a_store(tmp_path):
             put(store, method, "ave", seed, {"V->A": {"acc": 50.0}}, diagnostics={"code_counts": counts})
     from benchmark.report_plots import collect_activation
     assert list(collect_activation(tables_store_results(store))) == ["dcid"]
-    for method, value in (("fccid@codebook_size=256", 50.0), ("fccid", 55.0), ("fccid@codebook_size=1024", 52.0)):
+    t7_rows = {int(r.x): r.method for r in tables.load_table("t7").rows}       # the grid's specs (its budget pinned)
+    for method, value in ((t7_rows[256], 50.0), (t7_rows[400], 55.0), (t7_rows[1024], 52.0)):
         for seed in (0, 1):
             put(store, method, "ave", seed, {"V->A": {"acc": value + seed}, "A->V": {"acc": value}}, main="acc")
             for task in ("avvp", "ave_avvp", "ucf_vgg"):
