@@ -125,6 +125,7 @@ def run_cells(planner: Callable, options: runner.Options, results: str | Path, e
     trackers = tracking.open_trackers(options, store.root)   # a missing tracker package: before any work
     store.ensure()
     store.sweep()
+    runner.rekey_pretrainings(store)     # an older store's pretrainings serve their settings keys (by what they ran)
     if runner.needs_world(unkeyed):
         with progress(None, title=title) as gen:
             world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)

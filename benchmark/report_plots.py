@@ -379,7 +379,10 @@ class _Drawn:
 
     def __call__(self, path: Path, inputs, draw: Callable[[Path], Path]) -> Path:
         h = hashlib.sha256(self.code.encode())
-        _feed(h, inputs)
+        try:    # one C-level pass; the recursive walk only when a mapping has non-string keys
+            h.update(json.dumps(inputs, sort_keys=True, default=_plain, separators=(",", ":")).encode())
+        except TypeError:
+            _feed(h, inputs)
         digest = h.hexdigest()[:16]
         if path.exists() and self.index.get(path.name) == digest:
             return path
@@ -390,6 +393,18 @@ class _Drawn:
     def save(self) -> None:
         if self.index:
             atomic_write_json(self.index_path, self.index)
+
+
+def _plain(value):
+    """json.dumps fallback for figure inputs: arrays by dtype, shape and a hash of their bytes, dataclasses by
+    their fields, anything else by repr."""
+    if isinstance(value, np.ndarray):
+        data = np.ascontiguousarray(value)
+        return {"__array__": str(data.dtype), "shape": list(data.shape),
+                "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    return repr(value)
 
 
 def _feed(h, value) -> None:
@@ -457,7 +472,8 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
             notes.append(f"{name}: no complete row in the store; size curve skipped")
             continue
         x_label = spec.plot.get("x_label", "codebook size")
-        written.append(drawn(out / f"{name}_size_curve.png", [bt, x_label],
+        shown = [bt.spec, bt.index.world, [a.per_seed if a is not None else None for a in bt.avg], x_label]
+        written.append(drawn(out / f"{name}_size_curve.png", shown,   # what the curve draws, not the whole index
                              lambda path, bt=bt, x_label=x_label: plot_size_curve(bt, path, x_label)))
     drawn.save()
     return written, notes

@@ -359,7 +359,7 @@ def test_report_figures_from_a_store(tmp_path):
     stamps = {p.name: p.stat().st_mtime_ns for p in written}
     make_report_figures(store)
     assert {p.name: p.stat().st_mtime_ns for p in written} == stamps
-    put(store, "fccid", "ave", 1, {"V->A": {"acc": 99.0}, "A->V": {"acc": 55.0}}, main="acc")
+    put(store, t7_rows[400], "ave", 1, {"V->A": {"acc": 99.0}, "A->V": {"acc": 55.0}}, main="acc")
     make_report_figures(store)
     changed = {p.name for p in written if p.stat().st_mtime_ns != stamps[p.name]}
     assert changed == {"t7_size_curve.png"}
