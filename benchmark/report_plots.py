@@ -404,6 +404,8 @@ def _plain(value):
                 "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
     if hasattr(value, "__dataclass_fields__"):
         return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    if isinstance(value, (set, frozenset)):     # in a fixed order: a set's repr follows per-process string hashing
+        return sorted(value, key=repr)
     return repr(value)
 
 

@@ -165,14 +165,21 @@ def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
 _MEMORY: dict[str, Any] = {}  # pretrain key -> Pretrained, so N tasks in one process reuse one model
 
 
-def _trained_epochs(directory: Path) -> int | None:
-    """Epochs a stored pretraining ran (its loss history), None when unknown. A legacy key hashes the options as
-    written, so `dcid` under a 4- or 16-epoch preset has the same legacy key as under today's: only a run of the
-    budget asked for may answer."""
+def _read_meta(directory: Path) -> dict | None:
     try:
         meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _trained_epochs(meta: dict | None) -> int | None:
+    """Epochs a stored pretraining ran (the length of its loss history in `meta.json`), None when unknown. A legacy
+    key hashes the options as written, so `dcid` under a 4- or 16-epoch preset has the same legacy key as under
+    today's: only a run of the budget asked for may answer."""
+    try:
         history = meta["diagnostics"]["training"]["loss_history"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     return len(history) if isinstance(history, list) else None
 
@@ -192,7 +199,7 @@ def get_pretrained(cell: Cell, world, store: Store, ctx: RunContext, checkpoints
     legacy = specs.legacy_pretrain_key(cell.method, corpus.fingerprint, cell.seed)
     legacy_dir = store.pretrain_dir(cell.method.base.name, legacy)
     if legacy != key and not (directory / "complete.json").exists() and (legacy_dir / "complete.json").exists() \
-            and _trained_epochs(legacy_dir) == (specs.pretrain_settings(cell.method) or {}).get("epochs"):
+            and _trained_epochs(_read_meta(legacy_dir)) == (specs.pretrain_settings(cell.method) or {}).get("epochs"):
         key, directory = legacy, legacy_dir   # a store from before 0.2, trained for the budget asked for
     with file_lock(directory.parent / f".{key}.lock"):
         done = directory / "complete.json"
@@ -245,7 +252,7 @@ def rekey_pretrainings(store: Store) -> int:
             if "epochs" in entry.options and cfg.get("epochs") is None:
                 # trained under the preset of its day (4, 16 epochs, ...): key it by what it ran, never by
                 # today's preset, or `dcid` would load an older, shorter run
-                cfg["epochs"] = _trained_epochs(directory)
+                cfg["epochs"] = _trained_epochs(meta)
                 if cfg["epochs"] is None:
                     continue
             method = specs.MethodSpec(specs.Component(entry, entry.resolve(cfg)))

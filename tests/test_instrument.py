@@ -278,7 +278,7 @@ def test_a_legacy_pretraining_is_keyed_by_the_budget_it_trained_never_by_todays_
         "method": plain.pretrain_resolved(), "corpus": corpus, "seed": seed,
         "diagnostics": {"training": {"loss_history": [{"total": 1.0}] * trained}}}))
     (folder / "complete.json").write_text("{}")
-    assert runner._trained_epochs(folder) == trained
+    assert runner._trained_epochs(runner._read_meta(folder)) == trained
     assert runner.rekey_pretrainings(Store(tmp_path)) == 1
     want = specs.pretrain_key(specs.parse_method(f"dcid@epochs={trained}"), corpus, seed)
     assert (tmp_path / "pretrain" / "dcid" / want / "meta.json").exists()

@@ -85,7 +85,7 @@ def default_seeds(table: TableSpec, index, wanted: set[tuple[str, str]]) -> tupl
     one-seed ablation grid reusing a 3-seed main-grid row compares them at seed 0, not 1 seed against 3); the
     seeds the store holds when no seed is shared by all rows; the grid's seeds when it holds none. A seed left
     out is named in one warning."""
-    rows = {r.method for r in table.rows}
+    rows = {r.method for r in table.rows if r.method}
     per_row = {m: {s for (mm, t, s) in index.cells if mm == m and (mm, t) in wanted} for m in rows}
     present = set().union(*per_row.values()) if per_row else set()
     if not present:
