@@ -336,9 +336,10 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
 
 
 def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], directions: Sequence[str],
-                       path: Path, chosen: int | None = None) -> Path:
+                       path: Path, chance: float, chosen: int | None = None, learned_factor: float = 3.0) -> Path:
     """Budget study: one panel per direction, AVE accuracy (mean ± 95 % CI) against pretraining epochs, one
-    line per method, chance as a dotted line and the chosen default as a vertical line."""
+    line per method, chance as a dotted line, the "has learned" bar (`learned_factor` × chance) dash-dotted and the
+    chosen default as a vertical line."""
     fig = _figure(4.2 * len(directions), 3.4)
     axes = fig.subplots(1, len(directions), sharey=True, squeeze=False)[0]
     for ax, d in zip(axes, directions):
@@ -349,7 +350,8 @@ def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], d
             ax.errorbar([b for b, _ in pts], [s.mean for _, s in pts],
                         yerr=[s.half_width if s.ci_defined else 0.0 for _, s in pts], marker="o", capsize=3,
                         label=m)
-        ax.axhline(100 / 28, ls=":", color="grey", label="chance")
+        ax.axhline(chance, ls=":", color="grey", label=f"chance ({chance:.1f} %)")
+        ax.axhline(learned_factor * chance, ls="-.", color="grey", lw=0.8, label=f"{learned_factor:g}× chance")
         if chosen:
             ax.axvline(chosen, ls="--", color="black", lw=0.8, label=f"default budget ({chosen})")
         ax.set_xscale("log", base=2)

@@ -241,3 +241,17 @@ def test_pretrain_command_warms_the_cache_that_run_then_uses(world, tmp_path):
     assert again.returncode == 0 and json.loads(report.read_text())["rows"][0]["status"] == "cached"
     refused = cli("pretrain", "--method", "vqvae", "--data", world, "--results", store)
     assert refused.returncode == 2 and refused.stderr.startswith("error: method 'vqvae' is trained inside")
+
+
+def test_budget_command_writes_table_and_figure_with_the_probe_tasks_chance(world, tmp_path):
+    """The chance line and the "has learned" bar come from the probe task's classes, not from the default world."""
+    from tasks.data.native import FeatureFile
+    classes = len(FeatureFile(world / "ave.h5").classes)
+    out = cli("budget", "--method", "cmcm@code_dim=16", "--epochs", "1", "2", "--workers", "1", "--data", world,
+              "--results", tmp_path / "s", "--out", tmp_path / "o", "-q", timeout=600)
+    assert out.returncode == 0, out.stderr
+    md = (tmp_path / "o/tables/budget.md").read_text()
+    assert f"chance {100 / classes:.2f} % ({classes} classes)" in md
+    rows = json.loads((tmp_path / "o/tables/budget.json").read_text())["rows"]
+    assert [r["epochs"] for r in rows] == [1, 2] and all("learned" in r for r in rows)
+    assert (tmp_path / "o/figures/budget_curves.png").stat().st_size > 0

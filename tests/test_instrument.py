@@ -146,6 +146,24 @@ def test_convergence_verdict_and_chosen_budget():
     assert budget.choose_budget(pts, ["a"], [2]) is None
 
 
+def test_a_flat_curve_on_the_floor_has_not_learned_so_it_is_not_converged():
+    """DCID at lr 1e-2 (codebook collapsed) scored A->A 3.1 at 8 and 16 epochs: flat, but on the floor (chance 3.57)."""
+    chance = 100 / 28
+    pts = _points({("floor", 8): [3.1, 3.6, 2.6], ("floor", 16): [3.1, 3.4, 2.9]})
+    assert budget.converged(pts, "floor", 8, "A->A") is True                    # agreement alone passes it
+    assert budget.converged(pts, "floor", 8, "A->A", chance=chance) is False
+    assert budget.learned(pts, "floor", 8, chance) is False
+    assert budget.choose_budget(pts, ["floor"], [8, 16], chance=chance) is None
+    # a method that never transfers (V->A on the floor) but has learned its own modality is converged
+    pts = {("m", e, "V->A"): budget.Point("m", e, "V->A", {0: 2.4, 1: 2.8, 2: 2.0}) for e in (8, 16)}
+    pts.update({("m", e, "A->A"): budget.Point("m", e, "A->A", {0: 50.0 + e / 16, 1: 51.0, 2: 49.0})
+                for e in (8, 16)})
+    assert budget.learned(pts, "m", 8, chance) is True
+    assert budget.choose_budget(pts, ["m"], [8, 16], chance=chance) == 8
+    rows = budget.table_rows(pts, ["m"], [8, 16], chance=chance)
+    assert [r["learned"] for r in rows] == [True, True] and rows[0]["converged"] is True
+
+
 def test_noisy_difference_inside_its_ci_counts_as_converged():
     pts = _points({("a", 4): [10, 20, 30], ("a", 8): [14, 16, 36]})   # diffs 4, -4, 6: mean 2, CI wide
     assert budget.converged(pts, "a", 4, "V->A") is True

@@ -74,11 +74,13 @@ def main(args) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")
+    classes = len(world.open(budget.PROBE_TASK).classes)
+    chance = 100.0 / classes
     points = budget.collect([o.result for o in outcomes if o.result], methods, budgets)
-    rows = budget.table_rows(points, methods, budgets)
-    chosen = budget.choose_budget(points, methods, budgets)
+    rows = budget.table_rows(points, methods, budgets, chance=chance)
+    chosen = budget.choose_budget(points, methods, budgets, chance=chance)
     out = Path(args.out or args.results)
-    write_outputs(out, args.name, rows, points, methods, budgets, chosen, seeds, options.world.label)
+    write_outputs(out, args.name, rows, points, methods, budgets, chosen, seeds, options.world.label, classes)
     return 1 if failed else 0
 
 
@@ -88,7 +90,8 @@ def _fmt(mean, ci) -> str:
     return f"{mean:.2f}" + (f" ± {ci:.2f}" if ci is not None else "")
 
 
-def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, seeds, world_label) -> None:
+def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, seeds, world_label,
+                  classes: int) -> None:
     tables, figures = out / "tables", out / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     dirs = ("V->A", "A->A")
@@ -101,14 +104,15 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     preset = SCALES["default"]["epochs"]
     verdict = (f"**Converged default: {chosen} epochs** — the smallest budget at which every method's AVE V→A and "
                f"A→A agree (within {budget.TOLERANCE:g} point, or the seed CI of the difference) with twice that "
-               f"budget and every larger one." if chosen else
+               f"budget and every larger one, and A→A is at least {budget.LEARNED_FACTOR:g}× chance." if chosen else
                "**No budget of this study is converged for every method** (see the ✗ rows).")
     verdict += f" The `scale=default` preset trains {preset} epochs (`methods/base.py`)."
     lines = [f"# Budget study — AVE accuracy (%) after E pretraining epochs", "",
              f"World {world_label}; seeds {', '.join(map(str, seeds))}; mean ± 95% CI over seeds (t-interval; "
-             f"none with one seed); chance 3.57 % (28 classes). One training run per method and seed, probed at "
-             f"every budget. ✓ = within {budget.TOLERANCE:g} point (or CI) of 2E on both directions; ✗ = not; "
-             f"— = 2E not probed.", "", verdict, "",
+             f"none with one seed); chance {100 / classes:.2f} % ({classes} classes). One training run per method and "
+             f"seed, probed at every budget. ✓ = within {budget.TOLERANCE:g} point (or CI) of 2E and every larger "
+             f"budget on both directions, with A→A ≥ {budget.LEARNED_FACTOR:g}× chance (a flat curve on the floor "
+             f"has not learned); ✗ = not; — = 2E not probed.", "", verdict, "",
              "| Method | Epochs | AVE V→A | AVE A→A | converged |", "|:---|---:|---:|---:|:---:|"]
     for r in rows:
         mark = {True: "✓", False: "✗", None: "—"}[r["converged"]]
@@ -119,5 +123,6 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "budgets": budgets, "seeds": seeds,
                                                             "world": world_label, "rows": rows}, indent=1))
     from ..report_plots import plot_budget_curves
-    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", chosen or preset)
+    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", 100 / classes, chosen or preset,
+                       budget.LEARNED_FACTOR)
     console.print(markdown)
