@@ -34,7 +34,8 @@ def find_grid(name: str) -> Path:
     return candidate
 
 
-GRID_KEYS = {"name", "title", "description", "notes", "profile", "seeds", "methods", "tasks", "blocks", "table"}
+GRID_KEYS = {"name", "title", "description", "notes", "profile", "seeds", "methods", "tasks", "blocks", "table",
+             "method_options"}
 BLOCK_KEYS = {"methods", "tasks", "note"}
 MAX_GRID_BYTES = 1 << 20
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
@@ -111,7 +112,32 @@ def load_grid(path: Path) -> dict:
                 raise UserError(f"{where}: missing '{what}' (a non-empty list of specs)")
             _spec_list(block[what], where, what)
     grid["_blocks"] = blocks
+    if "method_options" in grid:
+        _apply_method_options(grid, str(path))
     return grid
+
+
+def _apply_method_options(grid: dict, where: str) -> None:
+    """`method_options: {epochs: 16}` puts those options on every method spec of the grid (blocks and table rows)
+    whose base method has them and does not set them itself — so a pinned budget is stated once, and the specs
+    (hence cell keys) are exactly those of writing `fccid@...,epochs=16` on every line."""
+    options = grid["method_options"]
+    if not isinstance(options, dict) or not options:
+        raise UserError(f"{where}: 'method_options' must be a non-empty mapping of option: value, got {options!r}"[:300])
+    for key, value in options.items():
+        if not isinstance(key, str) or not specs._NAME.match(key):
+            raise UserError(f"{where}: method_options: bad option name {key!r}"[:300])
+        if isinstance(value, dict):
+            raise UserError(f"{where}: method_options.{key} must be a scalar or a list, got {value!r}"[:300])
+    for block in grid["_blocks"]:
+        block["methods"] = [specs.with_base_options(m, options) for m in block["methods"]]
+    table = grid.get("table")
+    if isinstance(table, dict):
+        if isinstance(table.get("method"), str):
+            table["method"] = specs.with_base_options(table["method"], options)
+        for row in table.get("rows") or []:
+            if isinstance(row, dict) and isinstance(row.get("method"), str):
+                row["method"] = specs.with_base_options(row["method"], options)
 
 
 def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:

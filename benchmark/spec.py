@@ -183,6 +183,24 @@ def parse_method(text: str) -> MethodSpec:
     return MethodSpec(base, tuple(refiners))
 
 
+def with_base_options(text: str, options: dict[str, Any]) -> str:
+    """`text` with `options` appended to its base method: each option the base method has and `text` leaves
+    unset (a grid's `method_options`, e.g. one budget for every row of an ablation, stated once). Methods
+    without the option (chance, cca, raw) are left as they are; an unknown method is left to `parse_method`."""
+    text = _check_text(text, "method").strip()
+    head, plus, tail = text.partition("+")
+    name, at, rest = head.partition("@")
+    try:
+        entry = registry.get("method", name.strip())
+        given = parse_overrides(rest, text) if at else {}
+    except UserError:
+        return text
+    add = [f"{k}={_fmt(v)}" for k, v in options.items() if k in entry.options and k not in given]
+    if not add:
+        return text
+    return head.strip() + ("," if at else "@") + ",".join(add) + plus + tail
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     component: Component

@@ -255,3 +255,34 @@ def test_budget_command_writes_table_and_figure_with_the_probe_tasks_chance(worl
     rows = json.loads((tmp_path / "o/tables/budget.json").read_text())["rows"]
     assert [r["epochs"] for r in rows] == [1, 2] and all("learned" in r for r in rows)
     assert (tmp_path / "o/figures/budget_curves.png").stat().st_size > 0
+
+
+def test_grid_method_options_pin_every_spec_once(tmp_path):
+    """`method_options` gives every row the option its base method has and does not set: the specs (hence keys)
+    are those of writing it on every line; a spec's own value wins; methods without it are left alone."""
+    from benchmark import gridspec
+    grid = tmp_path / "g.yaml"
+    grid.write_text("method_options: {epochs: 16}\n"
+                    "methods: [fccid, 'fccid@codebook_size=256', 'dcid@epochs=8+toc', cca]\ntasks: [ave]\n"
+                    "table:\n  task: ave\n  columns: [{direction: V->A}]\n"
+                    "  rows: [{method: fccid}, {method: 'dcid@epochs=8+toc'}, {method: cca}]\n")
+    g = gridspec.load_grid(grid)
+    assert g["_blocks"][0]["methods"] == ["fccid@epochs=16", "fccid@codebook_size=256,epochs=16",
+                                          "dcid@epochs=8+toc", "cca"]
+    assert [r["method"] for r in g["table"]["rows"]] == ["fccid@epochs=16", "dcid@epochs=8+toc", "cca"]
+    assert spec.parse_method(g["_blocks"][0]["methods"][1]).canonical() == \
+        spec.parse_method("fccid@epochs=16,codebook_size=256").canonical()
+    grid.write_text("method_options: [epochs]\nmethods: [fccid]\ntasks: [ave]\n")
+    with pytest.raises(UserError, match="method_options"):
+        gridspec.load_grid(grid)
+
+
+def test_ablation_grids_state_their_budget_once():
+    """The ablation grids pin 16 epochs in `method_options`, not on each spec (a fact stated once)."""
+    from benchmark import gridspec
+    for name in ("t5", "t7", "srcid_t1", "srcid_fig3"):
+        path = gridspec.find_grid(name)
+        assert "epochs=" not in path.read_text(), name
+        g = gridspec.load_grid(path)
+        assert g["method_options"] == {"epochs": 16}
+        assert all("epochs=16" in m for b in g["_blocks"] for m in b["methods"]), name
