@@ -143,6 +143,18 @@ def table_labels() -> Callable[[str], str]:
     return method_labels(tables.load_table(name) for name in tables.table_names())
 
 
+def tabled_bases() -> set[str]:
+    """Canonical base specs (the pretrainings) that some table of the package's grids shows: the activation
+    figures draw these, not every probe a budget study or an ad-hoc `run` left in the store."""
+    from . import spec as specs
+    from . import tables
+    out = set()
+    for name in tables.table_names():
+        for row in tables.load_table(name).rows:
+            out.add(specs.parse_method(row.method).base.canonical())
+    return out
+
+
 # --------------------------------------------------------------------------- drawing
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
@@ -457,7 +469,8 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
         results = [r for r in results if r.world == world]
     written, notes = [], []
     drawn = _Drawn(out)
-    activation = collect_activation(results)
+    tabled = tabled_bases()
+    activation = collect_activation([r for r in results if r.base in tabled])
     if activation:
         label = table_labels()
         first = {spec: seeds[min(seeds)] for spec, seeds in activation.items()}
@@ -466,7 +479,8 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
         written.append(drawn(out / "codebook_activation_simplex.png", first,
                              lambda path: plot_activation_simplex(first, path, label)))
     else:
-        notes.append("no result carries diagnostics.code_counts: codebook activation figures skipped")
+        notes.append("no result of a tabled method carries diagnostics.code_counts: codebook activation figures "
+                     "skipped")
     for name in tables.table_names():
         spec = tables.load_table(name)
         if (spec.plot or {}).get("kind") != "size_curve":

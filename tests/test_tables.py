@@ -340,8 +340,9 @@ def test_report_figures_from_a_store(tmp_path):
     for seed in (0, 1):
         for method in ("dcid", "dcid+toc"):   # a refiner reports its base's codebook: counted once, as dcid
             put(store, method, "ave", seed, {"V->A": {"acc": 50.0}}, diagnostics={"code_counts": counts})
-    from benchmark.report_plots import collect_activation
+    from benchmark.report_plots import collect_activation, tabled_bases
     assert list(collect_activation(tables_store_results(store))) == ["dcid"]
+    assert "dcid" in tabled_bases() and "dcid@epochs=2" not in tabled_bases()
     t7_rows = {int(r.x): r.method for r in tables.load_table("t7").rows}       # the grid's specs (its budget pinned)
     for method, value in ((t7_rows[256], 50.0), (t7_rows[400], 55.0), (t7_rows[1024], 52.0)):
         for seed in (0, 1):
@@ -357,6 +358,9 @@ def test_report_figures_from_a_store(tmp_path):
     assert math.isfinite(tables.build(tables.load_table("t7"), tables_store_results(store)).avg[2].summary.mean)
     # a rerun on an unchanged store redraws nothing; a changed input redraws exactly the figure that shows it
     stamps = {p.name: p.stat().st_mtime_ns for p in written}
+    # ... and a budget-study probe (no table shows dcid@epochs=2) stays out of the activation figures
+    probe = {m: v[::-1] for m, v in counts.items()}
+    put(store, "dcid@epochs=2", "ave", 0, {"V->A": {"acc": 4.0}}, diagnostics={"code_counts": probe})
     make_report_figures(store)
     assert {p.name: p.stat().st_mtime_ns for p in written} == stamps
     put(store, t7_rows[400], "ave", 1, {"V->A": {"acc": 99.0}, "A->V": {"acc": 55.0}}, main="acc")
