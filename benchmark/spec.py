@@ -266,11 +266,18 @@ def cell_key(method: MethodSpec, task: TaskSpec, data_fingerprint: str, seed: in
                         "seed": int(seed), "schema": SCHEMA_VERSION})
 
 
-def method_identity(method: MethodSpec) -> dict:
+def _preset_settings(method: MethodSpec, cfg: dict) -> dict | None:
+    """`cfg` of the base method with its scale preset applied (the method class's `settings`), or None for
+    entries without presets (their config is their settings). The one place cell and pretraining keys resolve."""
     resolve = getattr(method.base.entry.load(), "settings", None)
+    return None if resolve is None else resolve(cfg)
+
+
+def method_identity(method: MethodSpec) -> dict:
     base = method.base.resolved()
-    if resolve is not None:
-        base = {"name": base["name"], "version": base["version"], "settings": resolve(base["cfg"])}
+    settings = _preset_settings(method, base["cfg"])
+    if settings is not None:
+        base = {"name": base["name"], "version": base["version"], "settings": settings}
     return {"method": base, "refiners": [r.resolved() for r in method.refiners]}
 
 
@@ -278,12 +285,11 @@ def pretrain_settings(method: MethodSpec) -> dict | None:
     """The base method's settings as they will train: its scale preset applied (so `dcid` and `dcid@epochs=P`
     share one pretraining when P is the preset's budget), inference-only options left out. None for entries
     without presets (their config is their settings)."""
-    resolve = getattr(method.base.entry.load(), "settings", None)
-    if resolve is None:
+    settings = _preset_settings(method, method.pretrain_resolved()["cfg"])
+    if settings is None:
         return None
     opts = method.base.entry.options
-    return {k: v for k, v in resolve(method.pretrain_resolved()["cfg"]).items()
-            if not (k in opts and opts[k].inference_only)}
+    return {k: v for k, v in settings.items() if not (k in opts and opts[k].inference_only)}
 
 
 def pretrain_key(method: MethodSpec, corpus_fingerprint: str, seed: int) -> str:
