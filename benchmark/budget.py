@@ -30,6 +30,7 @@ from .store import Store
 PROBE_TASK = "ave"
 PROBE_DIRECTIONS = ("V->A", "A->V", "A->A", "V->V")
 TOLERANCE = 1.0   # accuracy points
+USAGE = "usage:"              # pseudo-direction of a point: % of the codebook a modality uses
 LEARNED_FACTOR = 3.0          # the issue-14 bar for "has learned": same-modality accuracy >= 3x chance
 LEARNED_DIRECTION = "A->A"    # same modality: a method that transfers nothing (SimMMDG V->A) can still have learned
 
@@ -117,7 +118,9 @@ class Point:
 
 def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Sequence[int], metric: str = "acc",
             directions: Sequence[str] = PROBE_DIRECTIONS) -> dict[tuple[str, int, str], Point]:
-    """Probe scores per (method, budget, direction) from cell results."""
+    """Probe scores per (method, budget, direction) from cell results, and the pretraining's codebook usage per
+    modality (share of codes used) under direction `usage:<modality>` — the learning curves' early plateau is a
+    codebook that video and text collapse onto a handful of codes, and the table shows it."""
     wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b) for m in methods for b in budgets}
     points: dict[tuple[str, int, str], Point] = {}
     for r in results:
@@ -128,6 +131,9 @@ def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Sequ
             value = r.score(d, metric)
             if value is not None:
                 points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[r.seed] = value
+        for modality, share in (r.diagnostics.get("usage_per_modality") or {}).items():
+            d = USAGE + modality
+            points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[r.seed] = 100.0 * float(share)
     return points
 
 
@@ -190,6 +196,9 @@ def table_rows(points, methods: Sequence[str], budgets: Sequence[int],
                 row[f"{d} mean"] = None if s is None else round(s.mean, 2)
                 row[f"{d} ci95"] = None if s is None or not s.ci_defined else round(s.half_width, 2)
                 row[f"{d} n"] = 0 if s is None else s.n
+            for modality in ("audio", "video", "text"):
+                p = points.get((m, b, USAGE + modality))
+                row[f"codes used {modality} %"] = None if p is None else round(p.summary.mean, 1)
             flags = [converged(points, m, b, d, chance=chance) for d in directions]
             row["learned"] = learned(points, m, b, chance)
             row["converged"] = None if any(f is None for f in flags) else all(flags)

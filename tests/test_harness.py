@@ -254,6 +254,8 @@ def test_budget_command_writes_table_and_figure_with_the_probe_tasks_chance(worl
     assert f"chance {100 / classes:.2f} % ({classes} classes)" in md
     rows = json.loads((tmp_path / "o/tables/budget.json").read_text())["rows"]
     assert [r["epochs"] for r in rows] == [1, 2] and all("learned" in r for r in rows)
+    assert all(0 < r[f"codes used {m} %"] <= 100 for r in rows for m in ("audio", "video", "text"))
+    assert "codes used A / V / T (%)" in md
     assert (tmp_path / "o/figures/budget_curves.png").stat().st_size > 0
 
 

@@ -113,11 +113,17 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
              f"seed, probed at every budget. ✓ = within {budget.TOLERANCE:g} point (or CI) of 2E and every larger "
              f"budget on both directions, with A→A ≥ {budget.LEARNED_FACTOR:g}× chance (a flat curve on the floor "
              f"has not learned); ✗ = not; — = 2E not probed.", "", verdict, "",
-             "| Method | Epochs | AVE V→A | AVE A→A | converged |", "|:---|---:|---:|---:|:---:|"]
+             "Codes used: the share of the codebook each modality's clips use in the pretraining (audio / video / "
+             "text, mean over seeds; — for a method without one).", "",
+             "| Method | Epochs | AVE V→A | AVE A→A | codes used A / V / T (%) | converged |",
+             "|:---|---:|---:|---:|---:|:---:|"]
     for r in rows:
         mark = {True: "✓", False: "✗", None: "—"}[r["converged"]]
+        used = [r.get(f"codes used {m} %") for m in ("audio", "video", "text")]
+        used_text = " / ".join("—" if u is None else f"{u:.0f}" for u in used) if any(u is not None for u in used) \
+            else "—"
         lines.append(f"| {r['method']} | {r['epochs']} | {_fmt(r['V->A mean'], r['V->A ci95'])} | "
-                     f"{_fmt(r['A->A mean'], r['A->A ci95'])} | {mark} |")
+                     f"{_fmt(r['A->A mean'], r['A->A ci95'])} | {used_text} | {mark} |")
     markdown = "\n".join(lines) + "\n"
     atomic_write_text(tables / f"{name}.md", markdown)
     atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "budgets": budgets, "seeds": seeds,
