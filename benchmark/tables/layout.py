@@ -144,9 +144,12 @@ def load_table(name: str) -> TableSpec:
 
 
 def grid_cells(grid: dict) -> set[tuple[str, str, int]]:
-    """(method, task, seed) canonical triples a grid runs (its product plus its blocks)."""
-    blocks = ([{"methods": grid.get("methods"), "tasks": grid.get("tasks")}] if grid.get("methods") else [])
-    blocks += grid.get("blocks") or []
+    """(method, task, seed) canonical triples a grid runs (its product plus its blocks; a loaded grid's blocks
+    carry its `method_options`)."""
+    blocks = grid.get("_blocks")
+    if blocks is None:
+        blocks = ([{"methods": grid.get("methods"), "tasks": grid.get("tasks")}] if grid.get("methods") else [])
+        blocks += grid.get("blocks") or []
     seeds = grid.get("seeds") or [0]
     return {(canonical_method(m), canonical_task(t), int(s))
             for b in blocks for m in b["methods"] for t in b["tasks"] for s in seeds}
