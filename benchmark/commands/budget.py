@@ -102,10 +102,12 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     atomic_write_text(tables / f"{name}.csv", buf.getvalue())
     from methods.base import SCALES
     preset = SCALES["default"]["epochs"]
-    verdict = (f"**Converged default: {chosen} epochs** — the smallest budget at which every method's AVE V→A and "
+    verdict = (f"**Converged: {chosen} epochs** — the smallest budget at which, for every method of this study "
+               f"({', '.join(methods)}), AVE V→A and "
                f"A→A agree (within {budget.TOLERANCE:g} point, or the seed CI of the difference) with twice that "
                f"budget and every larger one, and A→A is at least {budget.LEARNED_FACTOR:g}× chance." if chosen else
-               "**No budget of this study is converged for every method** (see the ✗ rows).")
+               f"**No budget of this study is converged for every method of it** ({', '.join(methods)}; see the ✗ "
+               f"rows).")
     verdict += f" The `scale=default` preset trains {preset} epochs (`methods/base.py`)."
     lines = [f"# Budget study — AVE accuracy (%) after E pretraining epochs", "",
              f"World {world_label}; seeds {', '.join(map(str, seeds))}; mean ± 95% CI over seeds (t-interval; "
