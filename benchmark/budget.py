@@ -186,6 +186,7 @@ def choose_budget(points, methods: Sequence[str], budgets: Sequence[int],
 def table_rows(points, methods: Sequence[str], budgets: Sequence[int],
                directions: Sequence[str] = ("V->A", "A->A"), chance: float | None = None) -> list[dict[str, Any]]:
     """One row per (method, budget): mean ± CI per direction and the convergence verdict."""
+    from methods.base import MODALITY_ORDER
     rows = []
     for m in methods:
         for b in sorted(set(budgets)):
@@ -196,7 +197,7 @@ def table_rows(points, methods: Sequence[str], budgets: Sequence[int],
                 row[f"{d} mean"] = None if s is None else round(s.mean, 2)
                 row[f"{d} ci95"] = None if s is None or not s.ci_defined else round(s.half_width, 2)
                 row[f"{d} n"] = 0 if s is None else s.n
-            for modality in ("audio", "video", "text"):
+            for modality in MODALITY_ORDER:
                 p = points.get((m, b, USAGE + modality))
                 row[f"codes used {modality} %"] = None if p is None else round(p.summary.mean, 1)
             flags = [converged(points, m, b, d, chance=chance) for d in directions]

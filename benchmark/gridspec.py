@@ -129,10 +129,10 @@ def _apply_method_options(grid: dict, where: str) -> None:
             raise UserError(f"{where}: method_options: bad option name {key!r}"[:300])
         if isinstance(value, dict):
             raise UserError(f"{where}: method_options.{key} must be a scalar or a list, got {value!r}"[:300])
-    if isinstance(grid.get("methods"), list):
-        grid["methods"] = [specs.with_base_options(m, options) for m in grid["methods"]]
     for block in grid["_blocks"]:
         block["methods"] = [specs.with_base_options(m, options) for m in block["methods"]]
+    if "methods" in grid:      # the top-level product is the first block: the same, rewritten list
+        grid["methods"] = grid["_blocks"][0]["methods"]
     table = grid.get("table")
     if isinstance(table, dict):
         if isinstance(table.get("method"), str):

@@ -137,22 +137,23 @@ def method_labels(specs: Iterable) -> Callable[[str], str]:
     return label
 
 
-def table_labels() -> Callable[[str], str]:
-    """method_labels over every table of the package's grids."""
+def package_tables() -> dict:
+    """{grid name: TableSpec} of every table of the package's grids (each grid file read once per caller)."""
     from . import tables
-    return method_labels(tables.load_table(name) for name in tables.table_names())
+    return {name: tables.load_table(name) for name in tables.table_names()}
 
 
-def tabled_bases() -> set[str]:
+def table_labels(table_specs: Iterable | None = None) -> Callable[[str], str]:
+    """method_labels over every table of the package's grids."""
+    return method_labels(package_tables().values() if table_specs is None else table_specs)
+
+
+def tabled_bases(table_specs: Iterable | None = None) -> set[str]:
     """Canonical base specs (the pretrainings) that some table of the package's grids shows: the activation
     figures draw these, not every probe a budget study or an ad-hoc `run` left in the store."""
     from . import spec as specs
-    from . import tables
-    out = set()
-    for name in tables.table_names():
-        for row in tables.load_table(name).rows:
-            out.add(specs.parse_method(row.method).base.canonical())
-    return out
+    return {specs.parse_method(row.method).base.canonical()
+            for table in (package_tables().values() if table_specs is None else table_specs) for row in table.rows}
 
 
 # --------------------------------------------------------------------------- drawing
@@ -348,7 +349,7 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
 
 
 def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], directions: Sequence[str],
-                       path: Path, chance: float, chosen: int | None = None, learned_factor: float = 3.0) -> Path:
+                       path: Path, chance: float, learned_factor: float, chosen: int | None = None) -> Path:
     """Budget study: one panel per direction, AVE accuracy (mean ± 95 % CI) against pretraining epochs, one
     line per method, chance as a dotted line, the "has learned" bar (`learned_factor` × chance) dash-dotted and the
     chosen default as a vertical line."""
@@ -469,10 +470,11 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
         results = [r for r in results if r.world == world]
     written, notes = [], []
     drawn = _Drawn(out)
-    tabled = tabled_bases()
+    table_specs = package_tables()
+    tabled = tabled_bases(table_specs.values())
     activation = collect_activation([r for r in results if r.base in tabled])
     if activation:
-        label = table_labels()
+        label = table_labels(table_specs.values())
         first = {spec: seeds[min(seeds)] for spec, seeds in activation.items()}
         written.append(drawn(out / "codebook_activation.png", activation,
                              lambda path: plot_activation_bars(activation, path, label)))
@@ -481,8 +483,7 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
     else:
         notes.append("no result of a tabled method carries diagnostics.code_counts: codebook activation figures "
                      "skipped")
-    for name in tables.table_names():
-        spec = tables.load_table(name)
+    for name, spec in table_specs.items():
         if (spec.plot or {}).get("kind") != "size_curve":
             continue
         bt = tables.build(spec, results, world=world)

@@ -75,7 +75,7 @@ def main(args) -> int:
     for o in failed:
         console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")
     classes = len(world.open(budget.PROBE_TASK).classes)
-    chance = 100.0 / classes
+    chance = 100 / classes
     points = budget.collect([o.result for o in outcomes if o.result], methods, budgets)
     rows = budget.table_rows(points, methods, budgets, chance=chance)
     chosen = budget.choose_budget(points, methods, budgets, chance=chance)
@@ -92,6 +92,7 @@ def _fmt(mean, ci) -> str:
 
 def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, seeds, world_label,
                   classes: int) -> None:
+    chance = 100 / classes
     tables, figures = out / "tables", out / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     dirs = ("V->A", "A->A")
@@ -111,7 +112,7 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     verdict += f" The `scale=default` preset trains {preset} epochs (`methods/base.py`)."
     lines = [f"# Budget study — AVE accuracy (%) after E pretraining epochs", "",
              f"World {world_label}; seeds {', '.join(map(str, seeds))}; mean ± 95% CI over seeds (t-interval; "
-             f"none with one seed); chance {100 / classes:.2f} % ({classes} classes). One training run per method and "
+             f"none with one seed); chance {chance:.2f} % ({classes} classes). One training run per method and "
              f"seed, probed at every budget. ✓ = within {budget.TOLERANCE:g} point (or CI) of 2E and every larger "
              f"budget on both directions, with A→A ≥ {budget.LEARNED_FACTOR:g}× chance (a flat curve on the floor "
              f"has not learned); ✗ = not; — = 2E not probed.", "", verdict, "",
@@ -121,7 +122,7 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
              "|:---|---:|---:|---:|---:|:---:|"]
     for r in rows:
         mark = {True: "✓", False: "✗", None: "—"}[r["converged"]]
-        used = [r.get(f"codes used {m} %") for m in ("audio", "video", "text")]
+        used = [v for k, v in r.items() if k.startswith("codes used ")]   # table_rows' modality order
         used_text = " / ".join("—" if u is None else f"{u:.0f}" for u in used) if any(u is not None for u in used) \
             else "—"
         lines.append(f"| {r['method']} | {r['epochs']} | {_fmt(r['V->A mean'], r['V->A ci95'])} | "
@@ -131,6 +132,6 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "budgets": budgets, "seeds": seeds,
                                                             "world": world_label, "rows": rows}, indent=1))
     from ..report_plots import plot_budget_curves
-    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", 100 / classes, chosen or preset,
-                       budget.LEARNED_FACTOR)
+    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", chance, budget.LEARNED_FACTOR,
+                       chosen or preset)
     console.print(markdown)
