@@ -23,9 +23,10 @@ install: $(STAMP)
 
 # then the precision tests again with oneDNN limited to AVX2: a test that silently assumes AVX-512-BF16 / AMX (a bf16
 # LSTM on CPU) turns CI red on a machine that has them, instead of on users' AVX2 laptops
+# (pyproject's addopts already give -q; a second -q would hide the counts line; -rs names every skip's reason)
 test: $(STAMP)
-	$(PYTHON) -m pytest tests -x -q -m "not slow"
-	ONEDNN_MAX_CPU_ISA=AVX2 $(PYTHON) -m pytest tests/test_precision.py -x -q -m "not slow"
+	$(PYTHON) -m pytest tests -x -rs -m "not slow"
+	ONEDNN_MAX_CPU_ISA=AVX2 $(PYTHON) -m pytest tests/test_precision.py -x -rs -m "not slow"
 
 # one cell list, one progress display: the main grid (3 seeds) + the TOC criterion grid + the retraining ablations
 bench: $(STAMP)

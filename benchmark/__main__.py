@@ -20,7 +20,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m benchmark", description=__doc__)
+    # the console script `unibench` is the same parser under its own name
+    prog = "unibench" if os.path.basename(sys.argv[0]) == "unibench" else "python -m benchmark"
+    parser = _Parser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{" + ",".join(COMMANDS) + "}")
     for name in COMMANDS:
         try:

@@ -1,0 +1,59 @@
+"""What a user's shell sees of the project (issue 27): `make test` ends with pytest's counts and skip reasons, and
+the console script `unibench` is the CLI of `python -m benchmark`."""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pytest_commands() -> list[list[str]]:
+    """The pytest command lines of the Makefile's `test` recipe."""
+    recipe = re.search(r"^test:.*?\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    return [shlex.split(line) for line in recipe.splitlines() if "pytest" in line]
+
+
+def test_make_test_prints_the_counts_line_and_skip_reasons():
+    addopts = shlex.split(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+                          ["addopts"])
+    commands = _pytest_commands()
+    assert len(commands) == 2
+    for words in commands:
+        quiet = sum(w.count("q") for w in addopts + words if re.fullmatch(r"-q+", w)) + \
+            sum(w == "--quiet" for w in addopts + words)
+        assert quiet <= 1, words          # -qq drops pytest's "N passed, M skipped" line
+        assert any(re.fullmatch(r"-r\w*s\w*", w) for w in words), words   # each skip with its reason
+
+
+def test_the_counts_line_survives_the_projects_options(tmp_path):
+    """The same options on a one-test file: the summary names the skip's reason and the counts."""
+    (tmp_path / "test_one.py").write_text("import pytest\n\ndef test_a():\n    pass\n\n"
+                                          "def test_b():\n    pytest.skip('no browser here')\n")
+    words = [w for w in _pytest_commands()[0][1:] if w not in ("tests",)]
+    words = words[words.index("pytest") + 1:]
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    out = subprocess.run([sys.executable, "-m", "pytest", *shlex.split(addopts), *words, str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "SKIPPED [1]" in out.stdout and "no browser here" in out.stdout, out.stdout
+    assert re.search(r"1 passed, 1 skipped", out.stdout.splitlines()[-1]), out.stdout
+
+
+def test_the_unibench_console_script_is_the_cli():
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["unibench"]
+    module, func = target.split(":")
+    assert (module, func) == ("benchmark.__main__", "main")
+    script = Path(sys.executable).parent / "unibench"     # installed by `pip install -e .` (make install)
+    if script.exists():
+        out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.startswith("usage: unibench"), out.stderr
+        bad = subprocess.run([str(script), "run", "--method", "nosuch", "--task", "ave"], capture_output=True,
+                             text=True, timeout=120)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1, bad.stderr
+    out = subprocess.run([sys.executable, "-m", "benchmark", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("usage: python -m benchmark"), out.stderr
