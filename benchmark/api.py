@@ -203,8 +203,12 @@ def load_results(results: str | Path = "results", methods: str | Sequence[str] |
     method_set = None if methods is None else {canonical_method(m) for m in _as_list(methods, "methods")}
     task_set = None if tasks is None else {canonical_task(t) for t in _as_list(tasks, "tasks")}
     seed_set = None if seeds is None else set(specs.check_seeds(_as_list(seeds, "seeds")))
+    held = found
     found = [r for r in found if (method_set is None or r.method in method_set)
              and (task_set is None or r.task in task_set) and (seed_set is None or r.seed in seed_set)]
+    if not found:   # an empty frame alone reads like "no results yet": say what the store does hold
+        warnings.warn(_nothing_matched(results, held, methods=method_set, tasks=task_set, seeds=seed_set),
+                      stacklevel=2)
     worlds = [world] if world is not None else sorted({r.world for r in found}, key=str)
     rows = []
     for name in worlds:
@@ -213,6 +217,18 @@ def load_results(results: str | Path = "results", methods: str | Sequence[str] |
             warnings.warn(line, stacklevel=2)
         rows += [(r, "cached", None, None, name) for r in index.cells.values()]
     return frame(rows)
+
+
+def _nothing_matched(results, held: list[CellResult], **filters) -> str:
+    """One line: which filters matched nothing, and what the store holds for each of them."""
+    if not held:
+        return f"load_results: {results} holds no result cells (run `python -m benchmark grid ...` first)"
+    given = {k: v for k, v in filters.items() if v is not None}
+    attr = {"methods": "method", "tasks": "task", "seeds": "seed"}
+    holds = "; ".join(f"{k}: {', '.join(map(str, sorted({getattr(r, attr[k]) for r in held}, key=str)))}"
+                      for k in (given or attr))
+    asked = ", ".join(f"{k}={sorted(v, key=str)}" for k, v in given.items())
+    return f"load_results: no stored cell matches {asked} in {results} (it holds {holds})"
 
 
 def frame(rows: Iterable[tuple]):

@@ -130,3 +130,15 @@ def test_load_results_keeps_cells_of_a_store_without_world_labels(tmp_path):
     df = benchmark.load_results(tmp_path)
     assert df[["method", "seed", "direction", "metric", "value"]].values.tolist() == [["mine", 3, "V->A", "acc", 7.0]]
     assert df.world.isna().all() and not df.main_metric.any()
+
+
+def test_load_results_names_what_the_store_holds_when_nothing_matches(evaluated, tmp_path):
+    store = evaluated[0]
+    with pytest.warns(UserWarning, match=r"no stored cell matches methods=\['dcid'\] .*\(it holds methods: cca, "
+                                         r"chance\)"):
+        assert benchmark.load_results(store, methods="dcid").empty
+    with pytest.warns(UserWarning, match=r"tasks=\['ave'\], seeds=\[7\].*holds tasks: ave; seeds: 0, 1"):
+        assert benchmark.load_results(store, tasks="ave", seeds=7).empty
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(UserWarning, match="holds no result cells"):
+        assert benchmark.load_results(tmp_path / "empty").empty
