@@ -9,7 +9,14 @@ Each modality's embedding e^m `[B, T, D]` (modal-general encoder Φ^m) is split 
   ‖ê^n/‖ê^n‖ − e^n/‖e^n‖‖²;
 - reconstruction of the input from the whole embedding (weight 1), standing in for SimMMDG's cross-entropy on the
   concatenated features, which keeps the specific half informative (pretraining here has no downstream classifier).
-`encode` returns the shared half `[N, T, D/2]` per second (continuous, `discrete = False`).
+`encode` returns, per second, what SupCon aligns across modalities: the L2-normalised output of the modality's
+projection head applied to the shared half, `[N, T, P]` (continuous, `discrete = False`; `readout` option).
+
+Why the projector output (docs/FIDELITY.md): SupCon only ties the modalities together *after* their separate
+projection heads; nothing puts the modalities' shared halves into one coordinate system, so a head trained on one
+modality's shared half reads the other modality's as noise (audio–video in-batch R@1 of the shared halves sits at
+chance). SimMMDG's release has one `ProjectHead` per modality, so that is kept; the per-second read (rather than the
+clip mean tiled over time) keeps the seconds a localisation task needs. `readout=shared` is the pre-projection half.
 
 Design decisions (SimMMDG's own code is supervised domain generalisation; docs/ORIGINAL_CODE.md §5):
 - Labels (`labels` option): `auto` uses the pretraining corpus' clip classes (`labels/clip`, as SimMMDG's SupCon is
@@ -42,6 +49,7 @@ from .trainer import Step
 
 LABEL_KEY = "clip_label"        # the batch column the labelled corpus adds (read by the model like a modality)
 LABEL_MODES = ("auto", "clip", "instance")
+READOUTS = ("projector", "shared")
 
 SIMMMDG_SCALES = {
     "paper": {**SCALES["paper"], "proj_dims": [2048, 2048, 128], "trans_hidden": 2048},
@@ -151,6 +159,7 @@ class SimMMDGModel(nn.Module):
                                                          decoder=self.w["recon"] > 0, decoder_side=False)
                                        for m in self.features})
         self.projectors = nn.ModuleDict({m: projection_head([self.half, *s["proj_dims"]]) for m in self.features})
+        self.proj_out = int(s["proj_dims"][-1])
         hidden = int(s["trans_hidden"])
         self.translators = nn.ModuleDict({f"{m}_to_{n}": mlp([d, hidden, d])
                                           for m, n in itertools.permutations(self.features, 2)})
@@ -195,10 +204,6 @@ class ContinuousPretrained(CodebookPretrained):
     discrete = False
 
     @property
-    def dim(self) -> int:
-        return int(self.model.half)
-
-    @property
     def codebooks(self) -> list:
         raise NotImplementedError(f"{self.method} is continuous: it has no codebook")
 
@@ -214,16 +219,44 @@ class ContinuousPretrained(CodebookPretrained):
             raise UserError(f"{self.method}: nothing to encode (0 clips of {modality})")
         return torch.cat(out)
 
+    readout = "projector"
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.proj_out) if self.readout == "projector" else int(self.model.half)
+
+    def view(self, readout: str) -> "ContinuousPretrained":
+        """The same frozen model read out as `readout` (an inference-only choice)."""
+        other = type(self)(self.model, method=self.method, entry=self.entry, settings=self.settings,
+                           shapes=self.shapes, diagnostics=self._diagnostics, history=self.history,
+                           device=self.device)
+        other.readout = readout
+        return other
+
+    def readout_of(self, modality: str, e: torch.Tensor) -> torch.Tensor:
+        """Embedding `[N, T, D]` -> the benchmarked representation `[N, T, P or D/2]`."""
+        shared = e[..., :self.model.half]
+        if self.readout == "shared":
+            return shared
+        with torch.no_grad():
+            self.model.eval()
+            proj = self.model.projectors[modality].to(shared.device)
+            flat = proj(shared.reshape(-1, shared.shape[-1]).to(next(proj.parameters()).dtype))
+        return F.normalize(flat.float(), dim=-1).reshape(*shared.shape[:-1], -1)
+
     def encode(self, modality: str, x) -> torch.Tensor:
-        return self.embed(modality, x)[..., :self.model.half]
+        return self.readout_of(modality, self.embed(modality, x))
 
     def compute_diagnostics(self, corpus, batch_size: int, ctx: RunContext | None = None) -> dict:
         """One pass: per modality the mean distance ‖ŝ − p̂‖² (0..4) between each second's normalised shared and
-        specific halves; per modality pair the in-batch top-1 retrieval accuracy (%) of clip-pooled shared halves."""
+        specific halves; per modality pair the in-batch top-1 retrieval accuracy (%) of the clip-pooled readout
+        (`readout`) and of the clip-pooled shared halves (`shared`): the first must be far above chance for a
+        cross-modal head to transfer."""
         ctx = ctx or RunContext()
         names = list(self.modalities)
         dist = {m: 0.0 for m in names}
-        hits = {f"{a}-{b}": 0.0 for a, b in itertools.combinations(names, 2)}
+        pairs = list(itertools.combinations(names, 2))
+        hits = {view: {f"{a}-{b}": 0.0 for a, b in pairs} for view in ("readout", "shared")}
         batches_seen, clips = 0, 0
         n_batches = -(-len(corpus) // batch_size)
         batches = corpus.iter_batches(batch_size, seed=0, shuffle=False, modalities=names)
@@ -232,15 +265,20 @@ class ContinuousPretrained(CodebookPretrained):
             h = self.model.half
             for m in names:
                 dist[m] += -shared_specific_distance(e[m][..., :h], e[m][..., h:]).item()
-            pooled = {m: F.normalize(e[m][..., :h].mean(1), dim=-1) for m in names}
-            for a, b in itertools.combinations(names, 2):
-                sim = pooled[a] @ pooled[b].t()
-                hits[f"{a}-{b}"] += (sim.argmax(1) == torch.arange(sim.shape[0])).float().sum().item()
+            views = {"shared": {m: e[m][..., :h] for m in names},
+                     "readout": {m: self.readout_of(m, e[m]) for m in names}}
+            for view, reps in views.items():
+                pooled = {m: F.normalize(r.mean(1), dim=-1) for m, r in reps.items()}
+                for a, b in pairs:
+                    sim = pooled[a] @ pooled[b].t()
+                    hits[view][f"{a}-{b}"] += (sim.argmax(1) == torch.arange(sim.shape[0])).float().sum().item()
             batches_seen += 1
             clips += e[names[0]].shape[0]
         out = {"shared_specific_distance": {m: v / max(batches_seen, 1) for m, v in dist.items()},
-               "in_batch_retrieval_r1": {k: 100.0 * v / max(clips, 1) for k, v in hits.items()},
-               "labels": self.settings.get("labels"), "clips": clips}
+               "in_batch_retrieval_r1": {k: 100.0 * v / max(clips, 1) for k, v in hits["readout"].items()},
+               "in_batch_retrieval_r1_shared": {k: 100.0 * v / max(clips, 1) for k, v in hits["shared"].items()},
+               "in_batch_chance": 100.0 * batches_seen / max(clips, 1),
+               "readout": self.readout, "labels": self.settings.get("labels"), "clips": clips}
         if self.history:
             out["training"] = training_summary(self.history)
         self._diagnostics = out
@@ -256,6 +294,8 @@ class SimMMDG(CodebookMethod):
         s = self.settings(cfg)
         if s["labels"] not in LABEL_MODES:
             raise UserError(f"method '{self.name}': labels must be one of {list(LABEL_MODES)}, got {s['labels']!r}")
+        if s["readout"] not in READOUTS:
+            raise UserError(f"method '{self.name}': readout must be one of {list(READOUTS)}, got {s['readout']!r}")
         if s["code_dim"] % 2:
             raise UserError(f"method '{self.name}': code_dim must be even (it is split into shared | specific), "
                             f"got {s['code_dim']}")
@@ -264,6 +304,16 @@ class SimMMDG(CodebookMethod):
 
     def build_model(self, shapes, settings) -> SimMMDGModel:
         return SimMMDGModel(shapes, settings)
+
+    def resume_tag(self, settings, shapes, corpus, seed: int) -> str:
+        return super().resume_tag({k: v for k, v in settings.items() if k != "readout"}, shapes, corpus, seed)
+
+    def inference_view(self, pretrained: ContinuousPretrained, cfg: Mapping[str, Any]) -> ContinuousPretrained:
+        """Apply the inference-only `readout` to a frozen SimMMDG, whichever readout it was trained with."""
+        return pretrained.view(cfg.get("readout") or "projector")
+
+    def load(self, directory, cfg, ctx) -> ContinuousPretrained:
+        return self.inference_view(super().load(directory, cfg, ctx), cfg)
 
     def pretrain(self, corpus, cfg: Mapping[str, Any], seed: int, ctx: RunContext) -> ContinuousPretrained:
         """Resolve `labels` against the corpus, then the shared loop (labels ride along in each batch)."""
@@ -275,4 +325,4 @@ class SimMMDG(CodebookMethod):
         mode = "clip" if labels is not None else "instance"
         ctx.notes["simmmdg_labels"] = mode
         source = LabelledCorpus(corpus, labels) if labels is not None else corpus
-        return super().pretrain(source, {**cfg, "labels": mode}, seed, ctx)
+        return self.inference_view(super().pretrain(source, {**cfg, "labels": mode}, seed, ctx), cfg)

@@ -147,10 +147,27 @@ def test_simmmdg_distance_loss_separates_shared_from_specific():
     off = pretrain("simmmdg", {"w_dist": 0.0, "labels": "instance", "lr": 3e-3}, corpus, epochs=4)
     d_on, d_off = (np.mean(list(p.diagnostics()["shared_specific_distance"].values())) for p in (on, off))
     assert d_on > d_off + 0.4, (d_on, d_off)
-    assert not on.discrete and on.dim == 8
-    assert on.encode("audio", corpus.arrays["audio"][:2]).shape == (2, 4, 8)
+    assert not on.discrete and on.dim == 16 and on.view("shared").dim == 8     # projector output | shared half
+    assert on.encode("audio", corpus.arrays["audio"][:2]).shape == (2, 4, 16)
     with pytest.raises(NotImplementedError):
         on.codebooks
+
+
+def test_simmmdg_encodes_what_supcon_aligns_across_modalities():
+    """The benchmarked readout is the normalised projector output, the space SupCon aligns: a clip's nearest clip
+    in the other modality shares its class far above chance there, and not in the pre-projection shared halves
+    (no loss puts those of different modalities into one coordinate system)."""
+    corpus, clip = paired_corpus(n=160, labels=True)
+    p = pretrain("simmmdg", {"lr": 3e-3}, corpus, epochs=8)
+    a, v = corpus.arrays["audio"], corpus.arrays["video"]
+    projector = class_r1(p.encode("audio", a), p.encode("video", v), clip)
+    shared = p.view("shared")
+    raw_shared = class_r1(shared.encode("audio", a), shared.encode("video", v), clip)
+    chance = 1 / 5
+    assert projector > 3 * chance and projector > raw_shared + 0.2, (projector, raw_shared)
+    r1 = p.diagnostics()["in_batch_retrieval_r1"]["audio-video"]
+    assert r1 > 3 * p.diagnostics()["in_batch_chance"], p.diagnostics()
+    assert np.allclose(p.encode("audio", a[:3]).norm(dim=-1), 1.0, atol=1e-5)
 
 
 def test_simmmdg_uses_corpus_clip_labels_when_present():
