@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmark import claims, stats
+from benchmark import claims, paper_claims, stats
 from benchmark.__main__ import main as cli_main
 from benchmark.claims import FAILS, HOLDS, INCONCLUSIVE
 from benchmark.tables import canonical_method, canonical_task
@@ -40,7 +40,7 @@ def result(method, task, seed, metrics, main, world="default-s0"):
 
 
 def verdict(number: int, results: list[dict]) -> claims.Claim:
-    found, _ = claims.evaluate(results)
+    found, _ = paper_claims.evaluate(results)
     return found[number - 1]
 
 
@@ -81,8 +81,8 @@ def test_claim1_ordering():
 
 
 def test_claim2_toc_never_hurts():
-    base = sum((cells(m, 50 + i, seed_noise=i) for i, m in enumerate(claims.TOC_BASES)), [])
-    better = sum((cells(f"{m}+toc", 51 + i, seed_noise=10 + i) for i, m in enumerate(claims.TOC_BASES)), [])
+    base = sum((cells(m, 50 + i, seed_noise=i) for i, m in enumerate(paper_claims.TOC_BASES)), [])
+    better = sum((cells(f"{m}+toc", 51 + i, seed_noise=10 + i) for i, m in enumerate(paper_claims.TOC_BASES)), [])
     assert verdict(2, base + better).verdict == HOLDS
     worse = [r for r in better if r["method"] != canonical_method("dcid+toc")] + cells("dcid+toc", 49, seed_noise=13)
     c = verdict(2, base + worse)
@@ -99,8 +99,7 @@ def test_claim3_both_criteria_beat_either():
 
 
 def test_claim4_precise_quantizers_win_within_modality_only():
-    """Claim 4 reads its specs from SRCID Table I's grid (budget included), so it checks the cells the table shows."""
-    vq_spec, quantizers = claims.quantizer_rows()
+    vq_spec, quantizers = paper_claims.QUANTIZER_VQ, paper_claims.QUANTIZERS
     assert canonical_method(vq_spec).startswith("dcid") and set(quantizers) == {"DCID (FSQ)", "DCID (RVQ-2)",
                                                                                  "DCID (RVQ-3)", "DCID (RVQ-4)"}
     vq = cells(vq_spec, 60, mm=70, seed_noise=1)
@@ -122,7 +121,7 @@ def test_claim5_layer_two_helps_localization_more():
 
 
 def test_claim6_codebook_400_is_best():
-    base, specs = claims.size_rows()                  # Table 7's grid rows, by their x
+    base, specs = paper_claims.BEST_SIZE_SPEC, paper_claims.SIZES
     assert sorted(specs) == [256, 300, 512, 800, 1024]
     sizes = {256: 52, 300: 54.5, 512: 53, 800: 53.5, 1024: 52.5}
     rest = sum((cells(specs[n], v, seed_noise=n) for n, v in sizes.items()), [])
@@ -151,7 +150,7 @@ def test_claim7_toc_masks_beat_random_masks():
 
 
 def test_missing_data_is_inconclusive_and_named():
-    found, index = claims.evaluate(cells("fccid", 60) + cells("dcid", 55))
+    found, index = paper_claims.evaluate(cells("fccid", 60) + cells("dcid", 55))
     assert [c.verdict for c in found] == [INCONCLUSIVE] * 7
     c1 = found[0]
     assert c1.links[0].verdict == HOLDS            # what is there is still tested
@@ -173,3 +172,37 @@ def test_claims_cli_writes_markdown_and_json(tmp_path, capsys):
     data = json.loads((store / "tables" / "claims.json").read_text())
     assert [c["verdict"] for c in data["claims"]] == [INCONCLUSIVE] * 7
     assert data["claims"][0]["links"][0]["verdict"] == HOLDS and data["world"] == "default-s0"
+
+
+def test_claims_4_and_6_name_rows_of_their_grids():
+    """The specs the claims compare are the rows the tables show (budget included): a grid edit that changes a
+    row without the claim fails here."""
+    from benchmark.tables import load_table
+    t1 = {canonical_method(r.method): r.label for r in load_table("srcid_t1").rows if not r.mm}
+    assert {canonical_method(paper_claims.QUANTIZER_VQ): "DCID (VQ)"} | {
+        canonical_method(s): label for label, s in paper_claims.QUANTIZERS.items()} == t1
+    t7 = {int(r.x): canonical_method(r.method) for r in load_table("t7").rows if r.x is not None}
+    assert t7 == {paper_claims.BEST_SIZE: canonical_method(paper_claims.BEST_SIZE_SPEC)} | {
+        n: canonical_method(s) for n, s in paper_claims.SIZES.items()}
+
+
+def test_claims_do_not_depend_on_grid_row_order(monkeypatch):
+    """Reordering the rows of SRCID Table I's and Table 7's grids leaves every verdict and comparison unchanged."""
+    import dataclasses
+
+    import benchmark.tables as tables
+    stored = cells(paper_claims.QUANTIZER_VQ, 60, mm=70, seed_noise=1) + sum(
+        (cells(s, 57 + i, mm=80, seed_noise=5 + i) for i, s in enumerate(paper_claims.QUANTIZERS.values())), []) \
+        + cells(paper_claims.BEST_SIZE_SPEC, 55, seed_noise=1) + sum(
+        (cells(s, 52 + i, seed_noise=n) for i, (n, s) in enumerate(paper_claims.SIZES.items())), [])
+
+    def outcome():
+        found, index = paper_claims.evaluate(stored)
+        return claims.to_json(found, index)
+
+    before = outcome()
+    load = tables.load_table
+    monkeypatch.setattr(tables, "load_table", lambda name, *a, **k: dataclasses.replace(
+        load(name, *a, **k), rows=list(reversed(load(name, *a, **k).rows))))
+    assert tables.load_table("srcid_t1").rows[0].method != load("srcid_t1").rows[0].method   # the rows did move
+    assert outcome() == before

@@ -1,13 +1,13 @@
 """`claims`: evaluate the seven claims of docs/PAPERS.md on the result store (holds / fails / inconclusive).
 
-Rules are fixed in `benchmark/claims.py` (docstring); verdicts are printed and written to
+Rules are fixed in `benchmark/claims.py`, the claims in `benchmark/paper_claims.py`; verdicts are printed and written to
 `<out>/claims.md` and `<out>/claims.json`. Never trains.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .. import claims
+from .. import claims, paper_claims
 from ..api import read_store
 from ..ui import console, err_console
 
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     results_dir = Path(args.results)
-    found, index = claims.evaluate(read_store(args.results, args.world), world=args.world)
+    found, index = paper_claims.evaluate(read_store(args.results, args.world), world=args.world)
     console.print(claims.to_rich(found, index))
     console.print("Rules (a REL b, d = a − b paired by seed):", highlight=False)
     for rel, rule in claims.RULES.items():
