@@ -50,6 +50,30 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: config if isinstance(config, str) else json.dumps(config, sort_keys=True)}
 
 
+def tracking_uri(uri: str) -> str:
+    """A path or URI as MLflow takes it; for a local file store also MLflow 3's explicit yes to reading and writing
+    one (`MLFLOW_ALLOW_FILE_STORE`, else "filesystem tracking backend ... maintenance mode")."""
+    if "://" not in uri or uri.startswith("file:"):
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        if "://" not in uri:
+            uri = Path(uri).resolve().as_uri()
+    return uri
+
+
+def mlflow_runs(results: str | Path = "results", uri: str | None = None, **search):
+    """The runs `--log mlflow` wrote (`<results>/mlruns`, or `uri`) as MLflow's `search_runs` frame: one row per
+    cell, tags `tags.cell_key`, `tags.method`, ..., metrics `metrics.V-to-A.acc`, params `params.task.cfg.lr`."""
+    try:
+        import mlflow
+    except ModuleNotFoundError:
+        raise UserError("reading MLflow runs needs MLflow: pip install '.[mlflow]' (mlflow-skinny)") from None
+    store = Path(results) / "mlruns"
+    if uri is None and not store.is_dir():
+        raise UserError(f"{store} does not exist (cells are logged there by `run` / `grid` with `--log mlflow`)")
+    mlflow.set_tracking_uri(tracking_uri(uri or str(store)))
+    return mlflow.search_runs(experiment_names=[EXPERIMENT], **search)
+
+
 class MLflowTracker:
     name = "mlflow"
 
@@ -62,11 +86,7 @@ class MLflowTracker:
             from mlflow.tracking import MlflowClient
         except ModuleNotFoundError:
             raise UserError("--log mlflow needs MLflow: pip install '.[mlflow]' (mlflow-skinny)") from None
-        if "://" not in uri or uri.startswith("file:"):   # a local file store: MLflow 3 asks for an explicit yes
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-            if "://" not in uri:
-                uri = Path(uri).resolve().as_uri()
-        self.uri = uri
+        self.uri = uri = tracking_uri(uri)
         try:
             self.client = MlflowClient(tracking_uri=uri)
             experiment = self.client.get_experiment_by_name(EXPERIMENT)

@@ -134,3 +134,46 @@ def test_pretraining_losses_become_stepped_metrics(mlflow, tmp_path):
     steps = client.get_metric_history(run.info.run_id, "pretrain.total")
     assert [(m.step, m.value) for m in sorted(steps, key=lambda m: m.step)] == [(1, 3.0), (2, 2.0), (3, 1.5)]
     assert run.data.metrics["V-to-A.acc"] == 40.0 and run.data.params == {"seed": "0"}
+
+
+README_READBACK = """\
+import benchmark
+runs = benchmark.mlflow_runs("results")          # one row per cell; sets what MLflow 3 needs for a file store
+print(len(runs), runs["tags.cell_key"].iloc[0], runs["metrics.V-to-A.acc"].iloc[0])
+"""
+README_MLFLOW_ONLY = """\
+import os, mlflow
+os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"   # MLflow 3 reads a local file store only when told to
+mlflow.set_tracking_uri("results/mlruns")
+runs = mlflow.search_runs(experiment_names=["unibench"])
+print(len(runs), runs["tags.cell_key"].iloc[0], runs["metrics.V-to-A.acc"].iloc[0])
+"""
+
+
+@needs_mlflow
+def test_runs_read_back_exactly_as_the_readme_shows(tmp_path):
+    """Both README snippets, verbatim, in a fresh interpreter without MLFLOW_ALLOW_FILE_STORE in its environment."""
+    import os
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    result = CellResult("chance", "ave", 0, {"V->A": {"acc": 3.5}}, key="k9", created="2026-01-01T00:00:00+00:00")
+    (cell / "config.json").write_text(json.dumps({"seed": 0}))
+    code = ("import sys, json, pathlib; from benchmark import tracking; from benchmark.results import CellResult; "
+            "from benchmark.runner import Options; r = CellResult.from_json(json.loads(sys.argv[1])); "
+            "tracking.open_trackers(Options(log=('mlflow',)), 'results')[0].log_cell(r, pathlib.Path(sys.argv[2]))")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ALLOW_FILE_STORE"}
+    env["PYTHONPATH"] = str(ROOT)
+    logged = subprocess.run([sys.executable, "-c", code, json.dumps(result.to_json()), str(cell)], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert logged.returncode == 0, logged.stderr
+    for snippet in (README_READBACK, README_MLFLOW_ONLY):
+        out = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["1", "k9", "3.5"], out.stdout
+
+
+@needs_mlflow
+def test_reading_runs_of_a_store_that_logged_none_is_one_user_error(tmp_path):
+    with pytest.raises(UserError, match=r"mlruns does not exist \(cells are logged there by"):
+        tracking.mlflow_runs(tmp_path)
