@@ -148,3 +148,20 @@ def differs_beyond(test: Paired, margin: float) -> bool:
     """The 95 % interval of mean(d) lies entirely outside [−margin, margin]: significantly different by > margin."""
     lo, hi = test.ci95
     return test.n >= 2 and math.isfinite(lo) and (lo > margin or hi < -margin)
+
+
+def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down correction: which of m hypotheses are rejected with the family-wise error held at α.
+
+    Sorted ascending, p_(k) is compared with α / (m − k + 1) (k = 1..m); every hypothesis before the first
+    p_(k) that misses its bound is rejected, the rest are not. A table that counts "pairs that differ" tests
+    many pairs at once; uncorrected, some of those would differ by chance alone. NaN p-values are never rejected.
+    """
+    p = np.asarray(pvalues, dtype=float).ravel()
+    rejected = [False] * p.size
+    m = p.size
+    for rank, i in enumerate(np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")):
+        if not p[i] <= alpha / (m - rank):
+            break
+        rejected[int(i)] = True
+    return rejected

@@ -78,3 +78,46 @@ def test_equivalence_and_difference_beyond_margin_by_hand():
     big = stats.paired_test([3.0, 3.2, 2.8], [0.0, 0.0, 0.0])
     assert stats.differs_beyond(big, 1.0) and not stats.equivalent(big, 1.0)
     assert not stats.differs_beyond(big, 2.6)   # 2.503 < 2.6: not beyond that margin
+
+
+def test_holm_against_a_hand_computed_case():
+    # m = 4, sorted p = 0.01, 0.02, 0.03, 0.04 -> bounds 0.05/4 = 0.0125, 0.05/3 = 0.0167, 0.025, 0.05:
+    # 0.01 <= 0.0125 rejected, 0.02 > 0.0167 stops; everything after is kept although 0.04 <= 0.05.
+    assert stats.holm([0.03, 0.01, 0.04, 0.02]) == [False, True, False, False]
+    # m = 3: 0.001 <= 0.0167, 0.02 <= 0.025, 0.04 <= 0.05: all three rejected (uncorrected and Bonferroni differ)
+    assert stats.holm([0.04, 0.001, 0.02]) == [True, True, True]
+    assert sum(stats.holm([0.04, 0.001, 0.02], alpha=0.05)) == 3
+    assert [p < 0.05 / 3 for p in (0.04, 0.001, 0.02)] == [False, True, False]   # Bonferroni keeps two of them
+
+
+def test_holm_edge_cases():
+    assert stats.holm([]) == []
+    assert stats.holm([float("nan"), 0.001]) == [False, True]
+    assert stats.holm([0.049]) == [True] and stats.holm([0.051]) == [False]
+
+
+def test_table_caption_counts_separated_pairs_after_holm(tmp_path):
+    """Three rows, three pairs on Avg. First case p = 0.0033, 0.00008, 0.0057: all under Holm's bounds (0.05/3,
+    0.025, 0.05), 3 of 3. Second case p = 0.0377, 0.00008, 0.0373: every pair has p < 0.05 uncorrected, but the
+    second smallest misses 0.05/2, so Holm counts 1 of 3."""
+    from benchmark import tables
+    from test_tables import put, tables_store_results
+
+    def caption(values):
+        store = tmp_path / str(len(list(tmp_path.iterdir())))
+        for method, per_seed in values.items():
+            for seed, v in enumerate(per_seed):
+                put(store, method, "t", seed, {"X": {"acc": v}})
+        grid = {"name": "three", "seeds": [0, 1, 2], "methods": list(values), "tasks": ["t"],
+                "table": {"columns": [{"task": "t", "direction": "X"}],
+                          "rows": [{"method": m} for m in values] + [{"method": "z", "reference": True}]}}
+        bt = tables.build(tables.parse_table(grid), tables_store_results(store))
+        pvalues = [stats.paired_test(values[x], values[y]).p for x, y in (("a", "b"), ("a", "c"), ("b", "c"))]
+        return bt.separated_pairs(), pvalues, tables.caption(bt)
+
+    got, p, text = caption({"a": [60.0, 61.0, 62.0], "b": [55.0, 55.5, 57.5], "c": [50.0, 51.2, 51.9]})
+    assert max(p) < 0.05 and got == (3, 3), (p, got)
+    assert "Separated: 3 of 3 pairs of rows differ on Avg." in text and "Holm-corrected" in text
+    got, p, text = caption({"a": [60.0, 61.0, 62.0], "b": [53.0, 57.0, 58.0], "c": [50.0, 51.2, 51.9]})
+    assert max(p) < 0.05 and got == (1, 3), (p, got)
+    assert "Separated: 1 of 3 pairs" in text

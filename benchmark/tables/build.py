@@ -66,6 +66,24 @@ class BuiltTable:
         return best
 
 
+    def separated_pairs(self) -> tuple[int, int] | None:
+        """(pairs that differ, pairs tested) on Avg. among the competitor rows: a paired t-test over the seeds
+        both rows hold per pair, Holm-corrected over all pairs (`stats.holm`), since with many pairs some would
+        pass an uncorrected p < α by chance alone. None without an Avg. column or fewer than two rows."""
+        if not self.spec.avg:
+            return None
+        rows = [c for i, c in enumerate(self.avg)
+                if c is not None and c.summary is not None and not self.spec.rows[i].reference]
+        pvalues = []
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                seeds = sorted(set(a.per_seed) & set(b.per_seed))
+                if len(seeds) >= 2:
+                    pvalues.append(stats.paired_test([a.per_seed[s] for s in seeds],
+                                                     [b.per_seed[s] for s in seeds]).p)
+        return (sum(stats.holm(pvalues)), len(pvalues)) if pvalues else None
+
+
 def significantly_ahead(a: CellStats, b: CellStats, sign: float = 1.0) -> bool:
     """Whether `a` beats `b` (sign -1: lower is better) by a paired t-test over the seeds both hold, p < α."""
     seeds = sorted(set(a.per_seed) & set(b.per_seed))

@@ -122,6 +122,11 @@ def caption(bt: BuiltTable) -> str:
         parts.append(f"Bold: best mean per column where a paired t-test over seeds puts it ahead of the next best "
                      f"(p < {stats.ALPHA:g}); no bold = a tie within seed noise"
                      + (" (reference rows excluded)." if any(r.reference for r in spec.rows) else "."))
+    separated = bt.separated_pairs()
+    if separated:
+        parts.append(f"Separated: {separated[0]} of {separated[1]} pairs of rows differ on Avg. (paired t-test over "
+                     f"seeds, Holm-corrected over the pairs, family-wise α = {stats.ALPHA:g}"
+                     + ("; reference rows excluded)." if any(r.reference for r in spec.rows) else ")."))
     floors = floor_text(bt)
     if floors:
         parts.append(floors)
