@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from .alignment import cmcm_loss
 from .base import CodebookMethod, canonical_modalities
-from .dcid import quantizer_from_settings
 from .encoders import BranchedModel, ModalityBranch
+from .quantizers import quantizer_from_settings
 from .trainer import Step
 
 

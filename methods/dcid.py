@@ -15,26 +15,12 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .alignment import cmcm_loss, cmcm_scale
+from .alignment import cmcm_loss
 from .base import CodebookMethod, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import CLUB, CrossCPC
-from .quantizers import build_quantizer
+from .quantizers import quantizer_from_settings
 from .trainer import Step
-
-
-def quantizer_from_settings(modalities, s: Mapping[str, Any], *, mm_ema: bool, cross_commitment: bool):
-    """The quantizer every codebook method builds from its resolved settings."""
-    ema = {}
-    if s["quantizer"] in ("vq", "rvq"):
-        ema = dict(decay=s["decay"], beta=s["beta"], self_weight=0.5 if mm_ema else 1.0,
-                   dead_after=s["dead_after"], cross_commitment=cross_commitment)
-    if s["quantizer"] == "rvq":
-        ema["mode"] = s["rvq_mode"]
-    quantizer = build_quantizer(s["quantizer"], modalities, codebook_size=s["codebook_size"],
-                                code_dim=s["code_dim"], levels=s["levels"], **ema)
-    quantizer.logit_scale = cmcm_scale(s)
-    return quantizer
 
 
 class DCIDModel(BranchedModel):

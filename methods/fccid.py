@@ -32,9 +32,9 @@ from benchmark.contracts import UserError
 
 from .alignment import cmcm_loss
 from .base import SCALES, CodebookMethod, canonical_modalities
-from .dcid import quantizer_from_settings
 from .encoders import ModalityBranch, VectorDecoder
 from .mutual_info import CLUB, CrossCPC, info_nce
+from .quantizers import quantizer_from_settings
 from .trainer import Step
 
 AV = ("audio", "video")

@@ -15,12 +15,13 @@ refiners (TOC) read; `distance_logits(z)` gives −‖z − e‖ over the codes 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .alignment import cmcm_scale
 from .precision import full_precision
 
 
@@ -381,3 +382,17 @@ def build_quantizer(kind: str, modalities: Sequence[str], *, codebook_size: int,
     if kind == "fsq":
         return FiniteScalarQuantizer(modalities, parse_fsq_levels(levels), code_dim)
     raise ValueError(f"unknown quantizer '{kind}' (vq | rvq | fsq)")
+
+
+def quantizer_from_settings(modalities, s: Mapping[str, Any], *, mm_ema: bool, cross_commitment: bool):
+    """The quantizer every codebook method builds from its resolved settings."""
+    ema = {}
+    if s["quantizer"] in ("vq", "rvq"):
+        ema = dict(decay=s["decay"], beta=s["beta"], self_weight=0.5 if mm_ema else 1.0,
+                   dead_after=s["dead_after"], cross_commitment=cross_commitment)
+    if s["quantizer"] == "rvq":
+        ema["mode"] = s["rvq_mode"]
+    quantizer = build_quantizer(s["quantizer"], modalities, codebook_size=s["codebook_size"],
+                                code_dim=s["code_dim"], levels=s["levels"], **ema)
+    quantizer.logit_scale = cmcm_scale(s)
+    return quantizer
