@@ -57,3 +57,16 @@ def test_the_unibench_console_script_is_the_cli():
     out = subprocess.run([sys.executable, "-m", "benchmark", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("usage: python -m benchmark"), out.stderr
+
+
+def test_run_takes_several_methods_and_prints_one_table(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "chance", "cca", "chance", "--task",
+                          "ave", "--profile", "smoke", "--results", tmp_path / "s", "-q"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                           "COLUMNS": "120"})
+    assert out.returncode == 0, out.stderr
+    assert "2 cells: cached 0 · ran 2" in out.stderr                       # a repeated spec is one cell
+    assert out.stdout.count("ave · acc · mean ± 95% CI over seeds 0") == 1   # one table ...
+    rows = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.count("│") > 3]
+    assert rows == ["chance", "cca"], out.stdout                             # ... a row per method, as given
+    assert "· seed 0" not in out.stdout                                      # no per-cell tables

@@ -1,14 +1,18 @@
-"""`run --method SPEC --task SPEC|all`: one method on one or all tasks, printed as directions × metrics."""
+"""`run --method SPEC [SPEC ...] --task SPEC|all`: methods on one or all tasks. One method prints each cell as
+directions × metrics; several print one methods × directions table per task (as `grid` ends)."""
 from __future__ import annotations
 
 from .. import runner
+from .. import spec as specs
 from ..api import all_tasks
+from ..ui import console, grid_tables
 from ._common import add_run_options, execute, print_results
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run one method on one task (or all tasks)")
-    p.add_argument("--method", required=True, help="method spec, e.g. fccid+toc or dcid@quantizer=rvq,levels=3")
+    p = sub.add_parser("run", help="run methods on one task (or all tasks)")
+    p.add_argument("--method", required=True, nargs="+",
+                   help="method spec(s), e.g. fccid+toc or dcid@quantizer=rvq,levels=3; several give one table")
     p.add_argument("--task", required=True, nargs="+", help="task spec(s) or 'all'")
     add_run_options(p)
     p.set_defaults(func=main)
@@ -16,6 +20,13 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     tasks = all_tasks() if args.task == ["all"] else args.task
-    outcomes, code = execute(lambda world: runner.plan([args.method], tasks, args.seeds or [0], world), args)
-    print_results(outcomes)
+    methods = list(dict.fromkeys(args.method))
+    outcomes, code = execute(lambda world: runner.plan(methods, tasks, args.seeds or [0], world), args)
+    if len(methods) == 1:
+        print_results(outcomes)
+    else:   # side by side, in the order given: a table per cell would scatter the comparison over the screen
+        order = {specs.parse_method(m).canonical(): i for i, m in enumerate(methods)}
+        ranked = sorted(outcomes, key=lambda o: order.get(o.cell.method.canonical(), len(order)))
+        for table in grid_tables([o.result for o in ranked if o.result is not None]):
+            console.print(table)
     return code
