@@ -1,0 +1,90 @@
+"""Pins every loss term and the gradients of two training steps of each trained method on one small fixed batch.
+
+Why: the pretraining step is optimised for speed (distinct prompts through the text BiLSTM once, fused code
+matching, batched estimator fits, ...); each such change must compute the same function. The values in
+`fixtures/step_pins.json` were recorded on the code before those optimisations; this test proves they still come
+out (float64, so only rounding differs). A deliberate change of a loss re-records them, in the same commit:
+`python tests/test_step_equivalence.py --record`.
+
+The batch repeats its text rows (5 prompts over 12 clips), as the pretraining corpus does (one prompt per class),
+so the paths that encode each distinct row once are exercised.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import registry
+from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
+
+PINS = Path(__file__).parent / "fixtures" / "step_pins.json"
+METHODS = ["codis", "turn", "cmcm", "simmmdg", "dcid", "fccid", "srcid"]
+CASES = {m: ({"audio": (6, 16), "video": (6, 24), "text": (6, 20)}, {}) for m in METHODS}
+CASES["dcid-maps"] = ({"audio": (6, 16), "video": (6, 5, 5, 8), "text": (6, 20)}, {})   # the spatial video path
+CASES["srcid"] = (CASES["srcid"][0], {"warm_epoch": 0})                                  # both layers on
+BATCH, PROMPTS, STEPS = 12, 5, 2
+RTOL, ATOL = 1e-7, 1e-10
+
+
+def fixed_batch(shapes: dict) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    classes = torch.randint(0, PROMPTS, (BATCH,), generator=g)
+    batch = {m: torch.randn(BATCH, *shape, generator=g, dtype=torch.float64) for m, shape in shapes.items()
+             if m != "text"}
+    batch["text"] = torch.randn(PROMPTS, *shapes["text"], generator=g, dtype=torch.float64)[classes]
+    batch["labels"] = classes
+    return batch
+
+
+def run_steps(case: str) -> dict:
+    """Losses of each of `STEPS` steps, then the gradient norm of every parameter after the last step."""
+    shapes, options = CASES[case]
+    entry = registry.get("method", case.split("-")[0])
+    method = entry.load()
+    settings = method.settings({**entry.defaults(), **options, "dtype": "float64"})
+    torch.manual_seed(0)
+    model = method.build_model(shapes, settings).to(torch.float64).train()
+    batch = fixed_batch(shapes)
+    batch = {m: batch[m] for m in model.modalities}
+    params = main_parameters(model)
+    optimizer = adam(params, settings["lr"])
+    estimators = model.estimators() if hasattr(model, "estimators") else {}
+    fitter = EstimatorFitter(estimators, settings.get("mi_steps", 5), settings.get("mi_lr", 1e-3))
+    groups = [list(g) for g in model.clip_groups()] if hasattr(model, "clip_groups") else [params]
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for index in range(STEPS):
+        out, total = train_step(model, batch, optimizer, Step(1, index, generator, fitter), settings["clip"], groups,
+                                "float64")
+        losses.append({**{k: float(v.detach()) for k, v in out.items()}, "total": float(total.detach())})
+    grads = {name: float(p.grad.norm()) for name, p in model.named_parameters() if p.grad is not None}
+    return {"losses": losses, "grad_norms": grads}
+
+
+@pytest.fixture(scope="module")
+def pins() -> dict:
+    return json.loads(PINS.read_text())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_step_losses_and_gradients_are_pinned(pins, case):
+    got, want = run_steps(case), pins[case]
+    for i, (g, w) in enumerate(zip(got["losses"], want["losses"])):
+        assert sorted(g) == sorted(w), f"{case} step {i}: loss terms changed"
+        for k in w:
+            assert g[k] == pytest.approx(w[k], rel=RTOL, abs=ATOL), f"{case} step {i}: {k}"
+    assert sorted(got["grad_norms"]) == sorted(want["grad_norms"]), f"{case}: parameters with gradients changed"
+    for k, w in want["grad_norms"].items():
+        assert got["grad_norms"][k] == pytest.approx(w, rel=RTOL, abs=ATOL), f"{case}: gradient of {k}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        sys.exit("usage: python tests/test_step_equivalence.py --record   (re-records the pinned values)")
+    torch.set_num_threads(1)
+    PINS.write_text(json.dumps({case: run_steps(case) for case in CASES}, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {PINS}")
