@@ -45,6 +45,13 @@ class RunContext:
     test_sizes: dict = field(default_factory=dict)  # direction -> {"clips": N, ...}
     samples: dict = field(default_factory=dict)     # direction -> {name: ndarray}, only with log_samples
     diagnostics: dict = field(default_factory=dict)  # a self-contained task's own model (toc_recon's VQ-VAE)
+    task: str | None = None   # the cell's task name (already in its key): TOC's released Q differs per task
+    seed: int | None = None   # the cell's seed (already in its key): seeds the random-dims TOC control
+    events: Callable[..., None] = lambda kind, **info: None   # the harness's progress sink (any executor)
+
+    def epoch_done(self, done: int, total: int, seconds: float) -> None:
+        """A training loop calls this after each epoch, so progress and the ETA follow it (also in pool workers)."""
+        self.events("epoch", done=int(done), total=int(total), seconds=float(seconds))
 
     def record(self, direction: str, sizes: Mapping[str, int], **arrays) -> None:
         self.test_sizes[direction] = {k: int(v) for k, v in sizes.items()}

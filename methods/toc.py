@@ -4,8 +4,9 @@ For every codebook dimension k the codebook e ∈ R^{L×D} (L codes) is scored b
     Eq. 15  S_k = mean over ordered code pairs i≠j of e_k^i·e_k^j        (inter-code similarity)
     Eq. 16  V_k = variance of e_k over the L codes                      (inter-code variance)
     Eq. 17  U_k = λ·V_k − (1−λ)·S_k                                      (λ = 0.3)
-and the top-Q dimensions by U_k are kept (Q defaults to D/2: the paper's 128 of 256, and still meaningful for the
-narrower CPU-preset codebooks). Downstream heads then see only those dimensions of the quantized vectors; codes
+and the top-Q dimensions by U_k are kept. Q defaults to the released scripts' share of the codebook width for the
+cell's task (the card's `facts: q_per_task`, e.g. AVE 256 of 256, AVVP 196 of 256), written as a fraction so it scales
+with D; `q` fixes it. Downstream heads then see only those dimensions of the quantized vectors; codes
 are still chosen by the full-D nearest-neighbour search (as in the released `cal_criterion` scripts,
 docs/ORIGINAL_CODE.md §2.2). Nothing is retrained. Several codebooks whose vectors encode() concatenates (SRCID's two
 layers, TURN's chunks) get Q dims each; residual levels that add up in one D-wide vector share one selection,
@@ -18,6 +19,9 @@ is the code's U_k times the same positive constant (L−1)/L, for every λ (test
 
 S_k is computed in closed form, Σ_{i≠j} e^i e^j = (Σ_i e^i)² − Σ_i (e^i)², so scoring is O(L·D), not
 O(L²·D).
+
+`toc-random` is the control: the same Q per codebook, dimensions drawn at random (seeded by `draw` and the cell's
+seed, recorded in the diagnostics), so a table shows what the criterion adds over dropping dimensions.
 """
 from __future__ import annotations
 
@@ -150,13 +154,21 @@ class TOCPretrained(Pretrained):
 
 
 def refine_codebooks(codebooks: Sequence[torch.Tensor], cfg: Mapping[str, Any], layout: str = "concat",
-                     offsets: Sequence[int] = (0,)) -> Selection:
-    """Select dims per codebook (concat) or once from the first, coarsest codebook (shared residual levels)."""
+                     offsets: Sequence[int] = (0,), fraction: float = 0.5,
+                     generator: torch.Generator | None = None) -> Selection:
+    """Select dims per codebook (concat) or once from the first, coarsest codebook (shared residual levels);
+    with a `generator`, Q dims drawn at random instead (the control)."""
     books = list(codebooks) if layout == "concat" else [codebooks[0]]
     layers, scores, shares = [], [], []
     for cb in books:
-        s = toc_scores(cb, cfg["lam"], cfg["criterion"])
-        kept = select_dims(s, resolve_q(cfg["q"], cb.shape[1]), cfg["max"], cfg["min"])
+        q = resolve_q(cfg["q"], cb.shape[1], fraction)
+        if generator is not None:
+            select_dims(torch.zeros(cb.shape[1]), q)       # the same range check as the criterion
+            s = torch.rand(cb.shape[1], generator=generator, dtype=torch.float64)
+            kept = torch.sort(torch.argsort(s, descending=True)[:q]).values
+        else:
+            s = toc_scores(cb, cfg["lam"], cfg["criterion"])
+            kept = select_dims(s, q, cfg["max"], cfg["min"])
         layers.append(kept)
         scores.append(s)
         shares.append(kept_variance_share(cb, kept))
@@ -173,9 +185,19 @@ def kept_variance_share(codebook: torch.Tensor, kept: torch.Tensor) -> float:
     return float(var[kept].sum()) / total if total > 0 else 0.0
 
 
-def resolve_q(q: int | None, width: int) -> int:
-    """Dims to keep from a codebook of `width` dims: q, or half the width when q is None (the paper's 128 of 256)."""
-    return max(1, width // 2) if q is None else int(q)
+DEFAULT_TASK = "default"      # the `q_per_task` entry for tasks the release has no script for
+
+
+def q_fraction(facts: Mapping[str, Any], task: str | None) -> float:
+    """The released share of the codebook width kept for `task` (card `facts: q_per_task`)."""
+    table = facts.get("q_per_task") or {}
+    value = table.get(task, table.get(DEFAULT_TASK, 0.5))
+    return float(value)
+
+
+def resolve_q(q: int | None, width: int, fraction: float = 0.5) -> int:
+    """Dims to keep from a codebook of `width` dims: q, or round(fraction · width) when q is None."""
+    return max(1, min(width, int(round(fraction * width)))) if q is None else int(q)
 
 
 def check_options(cfg: Mapping[str, Any]) -> None:
@@ -190,16 +212,43 @@ def check_options(cfg: Mapping[str, Any]) -> None:
 class TOC(Refiner):
     """`+toc`: score the frozen codebook(s) once and slice every quantized vector to the kept dims."""
 
+    facts: dict = {}
+    suffix = "toc"
+
+    def generator(self, cfg: Mapping[str, Any], ctx) -> torch.Generator | None:
+        return None
+
     def refine(self, pretrained: Pretrained, cfg: Mapping[str, Any], ctx) -> TOCPretrained:
         if not getattr(pretrained, "discrete", False):
-            raise UserError(f"toc needs a discrete method (a codebook); '{pretrained.method}' is continuous")
+            raise UserError(f"{self.suffix} needs a discrete method (a codebook); '{pretrained.method}' is continuous")
         check_options(cfg)
         layout, offsets = codebook_layout(pretrained)
-        selection = refine_codebooks([cb.detach().cpu() for cb in pretrained.codebooks], cfg, layout, offsets)
-        ctx.log(f"toc: kept {selection.index.numel()} of {pretrained.dim} dims ({layout}, {cfg['criterion']})")
+        fraction = q_fraction(self.facts, getattr(ctx, "task", None))
+        selection = refine_codebooks([cb.detach().cpu() for cb in pretrained.codebooks], cfg, layout, offsets,
+                                     fraction, self.generator(cfg, ctx))
+        ctx.log(f"{self.suffix}: kept {selection.index.numel()} of {pretrained.dim} dims ({layout}, "
+                f"{cfg.get('criterion', 'random')})")
         low = [v for v in selection.variance_share if v < LOW_VARIANCE_SHARE]
         if low:
             ctx.log(f"toc: warning: the kept dims hold only {min(low):.0%} of the codebook's inter-code variance "
                     "(the similarity term favours near-constant dims on this codebook); criterion=var or a larger q "
                     "keeps more of it")
-        return TOCPretrained(pretrained, selection, layout, cfg)
+        refined = TOCPretrained(pretrained, selection, layout, {**cfg, "q_fraction": fraction})
+        refined.method = f"{pretrained.method}+{self.suffix}"
+        return refined
+
+
+RANDOM_DEFAULTS = {"lam": 0.3, "criterion": "both", "max": 1, "min": 0}   # unused by the draw; checked as TOC's
+
+
+class TOCRandom(TOC):
+    """`+toc-random`: TOC's Q per codebook, the dims drawn uniformly at random — the control row for `+toc`."""
+
+    suffix = "toc-random"
+
+    def generator(self, cfg: Mapping[str, Any], ctx) -> torch.Generator:
+        seed = getattr(ctx, "seed", None)
+        return torch.Generator().manual_seed(1_000_003 * int(cfg["draw"]) + int(seed or 0))
+
+    def refine(self, pretrained: Pretrained, cfg: Mapping[str, Any], ctx) -> TOCPretrained:
+        return super().refine(pretrained, {**RANDOM_DEFAULTS, **cfg}, ctx)

@@ -160,6 +160,8 @@ def check_head_options(cfg: Mapping[str, Any], task: str) -> None:
             raise UserError(f"task '{task}': option '{key}' must be >= {low}, got {cfg[key]}")
     if not cfg["lr"] > 0:
         raise UserError(f"task '{task}': option 'lr' must be > 0, got {cfg['lr']}")
+    if cfg.get("min_hidden") is not None and cfg["min_hidden"] < 1:
+        raise UserError(f"task '{task}': option 'min_hidden' must be >= 1, got {cfg['min_hidden']}")
     if cfg["hidden"] is not None and cfg["hidden"] < 1:
         raise UserError(f"task '{task}': option 'hidden' must be >= 1 or null, got {cfg['hidden']}")
 
@@ -214,6 +216,12 @@ def fit(head: nn.Module, data: Labeled, problem: Problem, cfg: Mapping[str, Any]
     return run
 
 
+def head_width(cfg: Mapping[str, Any], d_in: int) -> int:
+    """`hidden`, or the input width but never below `min_hidden` (the released rule hidden = input width at D = 256,
+    where every input is >= 128 wide; at a narrower D it keeps TOC's Q from also shrinking the head)."""
+    return int(cfg["hidden"]) if cfg["hidden"] else max(int(d_in), int(cfg.get("min_hidden") or 1))
+
+
 def transfer(train: Labeled, val: Labeled | None, targets: Mapping[str, Labeled], problem: Problem,
              cfg: Mapping[str, Any], seed: int, ctx: RunContext, name: str) -> dict[str, dict[str, float]]:
     """Train one head on `train` and report it on each target `{direction: Labeled}` under `cfg["protocol"]`.
@@ -224,7 +232,7 @@ def transfer(train: Labeled, val: Labeled | None, targets: Mapping[str, Labeled]
         raise UserError(f"{name}: the training split is empty")
     generator = head_generator(seed, name)
     device = ctx.device or "cpu"
-    head = problem.head(train.x.shape[-1], cfg["hidden"] or train.x.shape[-1], generator).to(device)
+    head = problem.head(train.x.shape[-1], head_width(cfg, train.x.shape[-1]), generator).to(device)
     description = f"{name} head"
     notes = ctx.notes.setdefault("heads", {})
 

@@ -287,3 +287,38 @@ def test_plot_toc_heatmap_cli(tmp_path, capsys):
         assert main(["plot", "toc-heatmap", *argv, "--out", str(tmp_path / "c.png")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
+
+
+# --------------------------------------------------------------------------- Q per task, the random control
+def test_default_q_follows_the_released_share_of_the_width_for_the_cells_task():
+    """The card's facts: AVE keeps all 64 of 64 dims (no selection, as released), AVVP 196/256 of them -> 49,
+    AVE->AVVP half, UCF<->VGG 168/256 -> 42; a task without a released script keeps half."""
+    toc = registry.get("refiner", "toc").load()
+    cfg = {**DEFAULT, "q": None}
+    base = FakeDiscrete([random_codebook(3, n=20, d=64)])
+    kept = {task: toc.refine(base, cfg, RunContext(task=task)).dim
+            for task in ("ave", "avvp", "ave_avvp", "ucf_vgg", "retrieval")}
+    assert kept == {"ave": 64, "avvp": 49, "ave_avvp": 32, "ucf_vgg": 42, "retrieval": 32}
+    out = toc.refine(base, cfg, RunContext(task="avvp"))
+    assert out.diagnostics()["toc"]["options"]["q_fraction"] == 0.765625
+
+
+def test_toc_random_keeps_the_same_number_of_dims_drawn_by_seed_and_draw():
+    rand = registry.get("refiner", "toc-random").load()
+    base = FakeDiscrete([random_codebook(5, n=20, d=64), random_codebook(6, n=20, d=64)])
+    draw = lambda seed, d=0: rand.refine(base, {"q": None, "draw": d}, RunContext(task="avvp", seed=seed))
+    a, again, other_seed, other_draw = draw(0), draw(0), draw(1), draw(0, d=1)
+    assert a.dim == 2 * 49 and a.method == "fake+toc-random"
+    assert torch.equal(a.selection.index, again.selection.index)                  # deterministic
+    assert not torch.equal(a.selection.index, other_seed.selection.index)        # seeds draw other dims
+    assert not torch.equal(a.selection.index, other_draw.selection.index)
+    criterion = registry.get("refiner", "toc").load().refine(base, {**DEFAULT, "q": None}, RunContext(task="avvp"))
+    assert not torch.equal(a.selection.index, criterion.selection.index)
+    assert torch.equal(a.encode("audio", X), base.encode("audio", X)[..., a.selection.index])
+
+
+def test_head_width_is_the_input_width_but_never_below_min_hidden():
+    from tasks.heads import head_width
+    assert head_width({"hidden": None, "min_hidden": 128}, 32) == 128     # TOC's Q does not shrink the head
+    assert head_width({"hidden": None, "min_hidden": 128}, 256) == 256    # the released rule at D = 256
+    assert head_width({"hidden": 16, "min_hidden": 128}, 256) == 16
