@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from pathlib import Path
@@ -132,7 +133,8 @@ def test_profiles_are_documented_and_knobs_recorded(tmp_path):
     synthesize("smoke", 0, tmp_path, only=["vgg"], scene_sigma=0.0, max_lag=0)
     knobs = open_world(tmp_path).open("vgg").attrs["generator"]["knobs"]
     assert knobs["scene_sigma"] == 0.0 and knobs["max_lag"] == 0
-    assert set(knobs) == {f.name for f in dataclasses.fields(synth.Knobs)}
+    assert set(knobs) == {f.name for f in dataclasses.fields(synth.Knobs)} - {"version", "avvp_split", "ucf_split",
+                                                                              "vgg_split"}   # as version 2 wrote them
     with pytest.raises(UserError, match="did you mean 'scene_sigma'"):
         synthesize("smoke", 0, tmp_path, scene_sigm=0)
     with pytest.raises(UserError, match="unknown profile 'huge'"):
@@ -223,3 +225,112 @@ def test_cli_synth_writes_the_requested_datasets(tmp_path, capsys):
     assert open_world(tmp_path).open("ave").attrs["generator"]["knobs"]["lag_prob"] == 0.0
     assert cli_main(["data", "synth", "--profile", "smoke", "--out", str(tmp_path), "--set", "nope"]) == 2
     assert capsys.readouterr().err == "error: --set expects KNOB=VALUE, got 'nope'\n"
+
+
+# --------------------------------------------------------------------------- version 3: latents and test sizes
+@pytest.fixture(scope="module")
+def v3(tmp_path_factory, worlds):
+    return synthesize("smoke", 0, tmp_path_factory.mktemp("v3"), version=3), worlds[0]
+
+
+def test_version_3_adds_the_latent_group_and_changes_no_feature(v3):
+    """Same seed, same sizes: version 3 files hold version 2's features, labels and splits byte for byte, plus
+    `latent/<modality>/<factor>` for every modality; version 2 files have no latent group (and keep their pins)."""
+    new, old = v3
+    for path in sorted(old.glob("*.h5")):
+        a, b = arrays(path), arrays(new / path.name)
+        assert set(b) - set(a) == {f"latent/{m}/{f}" for m in open_world(new).open(path.stem).modalities
+                                   for f in synth.FACTORS}, path.name
+        for key, value in a.items():
+            np.testing.assert_array_equal(value, b[key], err_msg=f"{path.name}:{key}")
+        assert open_world(old).open(path.stem).latent_names == {}
+        ff = open_world(new).open(path.stem)
+        assert ff.attrs["generator"]["generator_version"] == 3 and ff.attrs["generator"]["knobs"]["version"] == 3
+        for m in ff.modalities:
+            k = profile_knobs("smoke")
+            widths = {"semantic": k.semantic_dim, "scene": k.scene_dim, "nuisance": k.nuisance_dim}
+            for factor, d in widths.items():
+                assert ff.latent(m, factor).shape == (*ff.shape(m)[:2], d)
+
+
+def test_latents_are_the_true_factors(v3):
+    """Audio semantics sit on the lagged event seconds, video's on the annotated ones (= labels/all), both equal
+    to the event's instance semantics; scene is shared by audio and video of a clip; nuisance is per modality;
+    a prompt's tokens carry its class prototype on content words and no scene."""
+    new, _ = v3
+    ave = open_world(new).open("ave")
+    labels = ave.labels("all")[..., :-1].any(-1)                                          # [N, T] event seconds
+    sem_v, sem_a = ave.latent("video", "semantic"), ave.latent("audio", "semantic")
+    np.testing.assert_array_equal(np.abs(sem_v).max(-1) > 0, labels)
+    assert (np.abs(sem_a).max(-1) > 0).sum() > 0.8 * labels.sum()
+    inst = sem_v[np.arange(len(sem_v)), labels.argmax(1)]                                 # [N, ds]
+    on = np.abs(sem_a).max(-1) > 0
+    np.testing.assert_allclose(sem_a[on], np.repeat(inst, on.sum(1), 0), atol=1e-6)
+    np.testing.assert_array_equal(ave.latent("audio", "scene"), ave.latent("video", "scene"))
+    assert not np.allclose(ave.latent("audio", "nuisance"), ave.latent("video", "nuisance"))
+    assert np.ptp(ave.latent("audio", "scene"), axis=1).max() == 0                        # clip-level
+    pre = open_world(new).open("pretrain")
+    assert np.abs(pre.latent("text", "scene")).max() == 0
+    uni = synth.build_universe(0, profile_knobs("smoke"))
+    cls = np.asarray(pre.attrs["generator"]["class_ids"])[pre.labels("clip")]
+    tokens = pre.latent("text", "semantic")
+    np.testing.assert_allclose(tokens[:, 0], uni.prototypes[cls], atol=1e-6)              # token 0: content
+
+
+def test_version_3_default_test_sets_are_large_enough_to_read():
+    """One clip <= 0.1 point of AVE and UCF<->VGG accuracy (>= 1000 test and val clips), AVVP >= 5x version 2's
+    test seconds; train splits unchanged; the lead's calibration knobs go on top of the sizes."""
+    v2, v3 = profile_knobs("default"), profile_knobs("default", version=3, nuisance_sigma=0.7)
+    assert v3.nuisance_sigma == 0.7 and v2.version == 2
+    counts = {}
+    for name in ("ave", "avvp", "ucf", "vgg"):
+        n, split = getattr(v3, f"n_{name}"), getattr(v3, f"{name}_split")
+        rng = np.random.default_rng(0)
+        old = synth.split_indices(rng, getattr(v2, f"n_{name}"), synth.DATASETS[name].splits, None)
+        counts[name] = [len(v) for v in old.values()], list(split)
+        assert split[0] == counts[name][0][0] and sum(split) == n, name
+    for name in ("ave", "ucf", "vgg"):
+        assert min(counts[name][1][1:]) >= 1000 and 100 / counts[name][1][2] <= 0.1, counts
+    assert counts["avvp"][1][2] >= 5 * counts["avvp"][0][2] and counts["avvp"][1][1] >= 5 * counts["avvp"][0][1]
+    with pytest.raises(UserError, match="need version=3"):
+        profile_knobs("default", ucf_split=(600, 200, 200))
+    with pytest.raises(UserError, match="vgg_split"):
+        profile_knobs("default", version=3, n_vgg=100)
+    with pytest.raises(UserError, match="version must be one of 2, 3"):
+        profile_knobs("default", version=4)
+
+
+def test_a_malformed_latent_group_is_one_error_line(v3, tmp_path):
+    import shutil
+    new, _ = v3
+    cases = {"unknown factor": lambda f: f.create_dataset("latent/audio/mood", data=np.zeros((200, 10, 2), "f4")),
+             "expected shape [200,10,d]": lambda f: (f["latent/audio"].__delitem__("scene"),
+                                                     f.create_dataset("latent/audio/scene", data=np.zeros((200, 9, 2), "f4"))),
+             "one of the file's modalities": lambda f: f.create_dataset("latent/text/semantic",
+                                                                        data=np.zeros((200, 10, 2), "f4"))}
+    for message, damage in cases.items():
+        path = tmp_path / "ave.h5"
+        shutil.copy(new / "ave.h5", path)
+        with h5py.File(path, "a") as f:
+            damage(f)
+        with pytest.raises(UserError, match=re.escape(message)) as err:
+            open_world(tmp_path).open("ave")
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="only synthetic files carry"):
+        open_world(v3[1]).open("ave").latent("audio", "semantic")
+
+
+def test_importers_never_write_latents(tmp_path, capsys):
+    """Real data has no true factors: every importer's file opens without a latent group (the oracle says n/a)."""
+    from test_data_import import _avvp_args, make_ave, make_avvp, make_cmg
+    make_ave(tmp_path / "AVE")
+    make_cmg(tmp_path / "cmg")
+    make_avvp(tmp_path / "avvp")
+    runs = {"ave": ["data", "import", "ave", tmp_path / "AVE", "--out", tmp_path / "out/ave.h5"],
+            "vgg": ["data", "import", "cmg", "--csv", tmp_path / "cmg/meta.csv", "--audio", tmp_path / "cmg/audio",
+                    "--video", tmp_path / "cmg/video", "--name", "vgg", "--out", tmp_path / "out/vgg.h5"],
+            "avvp": _avvp_args(tmp_path / "avvp", tmp_path / "out/avvp.h5")}
+    for name, args in runs.items():
+        assert cli_main([str(a) for a in args] + ["-q"]) == 0, capsys.readouterr().err
+        ff = open_world(tmp_path / "out").open(name)
+        assert ff.latent_names == {} and "latent" not in ff.h5, name

@@ -7,6 +7,8 @@ Layout of `<name>.h5` (widths are read from the file, never assumed):
     labels/clip  [N] int  (class index; -1 = no event, allowed only where a clip can be empty)
     split/train | split/val | split/test       int64 indices
     pairs/<a>_<b>  [P, 2] int  (retrieval files: row = (index into a, index into b); modalities may differ in N)
+    latent/<modality>/<factor>  [N, T, d]  optional, synthetic files only: each clip's true per-second factors
+                                (semantic, scene, nuisance); importers never write it, real data never has it
     attrs: format_version, dataset, classes, generator (JSON, synthetic files), + free-form JSON attrs
 
 Feature datasets are chunked one clip per chunk, so any subset of clips is read without touching the rest;
@@ -31,6 +33,7 @@ FORMAT_VERSION = 1
 MODALITIES = ("audio", "video", "text")
 LABEL_MATRICES = ("all", "audio", "video")
 SPLITS = ("train", "val", "test")
+LATENT_FACTORS = ("semantic", "scene", "nuisance")
 FEATURE_DTYPES = ("float16", "float32", "float64")
 SAMPLE_ROWS = 32                # rows per modality read by the NaN check and the fingerprint
 READ_BLOCK_BYTES = 64 * 2**20   # largest contiguous slab `read` pulls from disk at once
@@ -167,6 +170,14 @@ class FeatureFile:
         return tuple(k for k in SPLITS if group is not None and k in group)
 
     @property
+    def latent_names(self) -> dict[str, tuple[str, ...]]:
+        """{modality: factors} of the optional `latent/` group (empty for imported / real files)."""
+        group = self.h5.get("latent")
+        if group is None:
+            return {}
+        return {m: tuple(f for f in LATENT_FACTORS if f in group[m]) for m in MODALITIES if m in group}
+
+    @property
     def pair_names(self) -> tuple[str, ...]:
         group = self.h5.get("pairs")
         return tuple(sorted(group)) if group is not None else ()
@@ -212,6 +223,24 @@ class FeatureFile:
         if key not in self.h5:
             raise UserError(f"{self.path}: no '{key}' (has: {', '.join(self.split_names) or 'no splits'})")
         return self.h5[key][()].astype(np.int64)
+
+    def latent(self, modality: str, factor: str, idx: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
+        """float32 `[len(idx), T, d]`: the true `factor` of `modality` per second (synthetic files only)."""
+        if factor not in self.latent_names.get(modality, ()):
+            raise UserError(f"{self.path}: no 'latent/{modality}/{factor}' (only synthetic files carry their true "
+                            f"latent factors; this file has {self._latent_text()})")
+        data = self.h5[f"latent/{modality}/{factor}"]
+        if idx is None:
+            return data[()].astype(np.float32)
+        rows, where = np.unique(np.asarray(idx, dtype=np.int64).reshape(-1), return_inverse=True)
+        if len(rows) and (rows[0] < 0 or rows[-1] >= data.shape[0]):
+            raise IndexError(f"{self.path.name}: latent index out of range [0, {data.shape[0]})")
+        out = data[rows] if len(rows) else np.zeros((0, *data.shape[1:]))
+        return out.astype(np.float32)[where.reshape(-1)]
+
+    def _latent_text(self) -> str:
+        names = [f"latent/{m}/{f}" for m, fs in self.latent_names.items() for f in fs]
+        return ", ".join(names) if names else "none"
 
     def ids(self) -> list[str] | None:
         """Source clip ids of imported files (None for synthetic ones)."""
@@ -264,6 +293,7 @@ class FeatureFile:
             self._validate_labels(name, ns, n_classes)
         for name in self.split_names:
             self._check_indices(f"split/{name}", f[f"split/{name}"][()], n_items, 1)
+        self._validate_latents()
         for name in self.pair_names:
             a, _, b = name.partition("_")
             if a not in ns or b not in ns:
@@ -285,6 +315,32 @@ class FeatureFile:
             if not np.isfinite(sample).all():
                 bad = int(rows[np.flatnonzero(~np.isfinite(sample.reshape(len(rows), -1)).all(1))[0]])
                 raise _err(p, m, f"expected finite values, found NaN/Inf in clip {bad}")
+
+    def _validate_latents(self) -> None:
+        """The optional `latent/` group: only `latent/<modality>/<factor>` for the file's modalities and the known
+        factors, each `[N, T, d]` with the N and T of that modality's features, float, finite."""
+        group = self.h5.get("latent")
+        if group is None:
+            return
+        if not isinstance(group, h5py.Group):
+            raise _err(self.path, "latent", "expected a group latent/<modality>/<factor>")
+        for m in group:
+            if m not in self.modalities or not isinstance(group[m], h5py.Group):
+                raise _err(self.path, f"latent/{m}", f"expected a group named after one of the file's modalities "
+                                                     f"({', '.join(self.modalities)})")
+            n, t = self.shape(m)[:2]
+            for factor in group[m]:
+                key, ds = f"latent/{m}/{factor}", group[m][factor]
+                if factor not in LATENT_FACTORS:
+                    raise _err(self.path, key, f"unknown factor (expected one of {', '.join(LATENT_FACTORS)})")
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 3 or ds.shape[:2] != (n, t):
+                    found = list(ds.shape) if isinstance(ds, h5py.Dataset) else "a group"
+                    raise _err(self.path, key, f"expected shape [{n},{t},d] like {m}, found {found}")
+                if str(ds.dtype) not in FEATURE_DTYPES:
+                    raise _err(self.path, key, f"expected a float dtype, found {ds.dtype}")
+                rows = sample_rows(n)
+                if len(rows) and not np.isfinite(ds[rows]).all():
+                    raise _err(self.path, key, "expected finite values, found NaN/Inf")
 
     def _validate_labels(self, name: str, ns: dict[str, int], n_classes: int) -> None:
         p, data = self.path, self.h5[f"labels/{name}"]
@@ -406,6 +462,13 @@ class NativeWriter:
             raise ValueError(f"unknown modality {modality!r}")
         return self.f.create_dataset(modality, shape=shape, dtype=dtype, chunks=(1, *shape[1:]),
                                      track_times=False)
+
+    def latent(self, modality: str, factor: str, shape: tuple[int, ...]) -> h5py.Dataset:
+        """Create `latent/<modality>/<factor>` (synthetic files only; fill it with `write`)."""
+        if modality not in MODALITIES or factor not in LATENT_FACTORS:
+            raise ValueError(f"unknown latent {modality!r}/{factor!r}")
+        return self.f.create_dataset(f"latent/{modality}/{factor}", shape=shape, dtype="float32",
+                                     chunks=(1, *shape[1:]), track_times=False)
 
     def write(self, modality: str, start: int, rows: np.ndarray) -> None:
         ds = self.f[modality]

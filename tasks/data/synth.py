@@ -31,8 +31,13 @@ from benchmark.contracts import UserError
 
 from .native import NativeWriter
 
-GENERATOR_VERSION = 2   # 2: float64 sensors rounded to FEATURE_STEP (bit-identical on every CPU)
+# 2: float64 sensors rounded to FEATURE_STEP (bit-identical on every CPU); 3: + the `latent/` group (each clip's
+# true per-second factors) and test/val splits sized to be read (`_VERSION_3_KNOBS`). The `version` knob chooses:
+# its default stays 2, the published world, until the v3 world is calibrated and its fingerprints published.
+GENERATOR_VERSION = 3
+VERSIONS = (2, 3)
 PROFILES = ("smoke", "default", "paper")
+FACTORS = ("semantic", "scene", "nuisance")
 
 
 # --------------------------------------------------------------------------- knobs
@@ -40,13 +45,17 @@ PROFILES = ("smoke", "default", "paper")
 class Knobs:
     """Every number the generator uses. Written into each file's `generator` attribute."""
 
+    version: int = 2                                 # generator version (VERSIONS): what a file holds, see above
     # sizes (clips; retrieval: items)
     n_pretrain: int = 4000
     n_ave: int = 2000
     ave_split: tuple[int, int, int] | None = None    # exact train/val/test counts (paper: 3339/402/402)
     n_avvp: int = 1200
+    avvp_split: tuple[int, int, int] | None = None   # exact counts (version 3); None: 70/15/15 %
     n_ucf: int = 1000
+    ucf_split: tuple[int, int, int] | None = None    # exact counts (version 3); None: 60/20/20 %
     n_vgg: int = 1000
+    vgg_split: tuple[int, int, int] | None = None
     n_retrieval_vt: int = 500                        # video <-> caption pairs
     n_retrieval_at: int = 500                        # audio items, `captions_per_audio` captions each
     captions_per_audio: int = 5
@@ -133,8 +142,14 @@ class Knobs:
             problems.append("avvp_max_events exceeds the AVVP class count")
         if k.video_dtype not in ("float16", "float32"):
             problems.append("video_dtype must be float16 or float32")
-        if k.ave_split is not None and sum(k.ave_split) != k.n_ave:
-            problems.append(f"ave_split {k.ave_split} does not sum to n_ave={k.n_ave}")
+        for name in ("ave", "avvp", "ucf", "vgg"):
+            split, n = getattr(k, f"{name}_split"), getattr(k, f"n_{name}")
+            if split is not None and (len(split) != 3 or sum(split) != n or min(split) < 1):
+                problems.append(f"{name}_split {split} must be three counts >= 1 summing to n_{name}={n}")
+        if k.version not in VERSIONS:
+            problems.append(f"version must be one of {', '.join(map(str, VERSIONS))}, got {k.version}")
+        elif k.version < 3 and any(getattr(k, f) is not None for f in ("avvp_split", "ucf_split", "vgg_split")):
+            problems.append("avvp_split, ucf_split and vgg_split need version=3")
         if min(k.n_pretrain, k.n_ave, k.n_avvp, k.n_ucf, k.n_vgg) < 3:
             problems.append("every classification dataset needs at least 3 clips (train/val/test)")
         if abs(sum(k.avvp_event_types) - 1) > 1e-6 or min(k.avvp_event_types) < 0:
@@ -157,12 +172,37 @@ _PROFILE_KNOBS: dict[str, dict[str, Any]] = {
 }
 
 
+# Version 3's test sets, on top of a profile (the train splits stay as they were): one test clip is <= 0.1 point
+# of AVE and of UCF<->VGG accuracy (1000 test clips each way) and AVVP has 5x the test seconds of version 2
+# (900 clips x 10 s against 180); the val splits match the test splits, since heads are selected on them.
+_VERSION_3_KNOBS: dict[str, dict[str, Any]] = {
+    "default": dict(n_ave=3612, ave_split=(1612, 1000, 1000), n_avvp=2640, avvp_split=(840, 900, 900),
+                    n_ucf=2600, ucf_split=(600, 1000, 1000), n_vgg=2600, vgg_split=(600, 1000, 1000)),
+}
+# Knobs that version 2 files do not record (they did not exist), so a version 2 world keeps its bytes
+_SINCE_VERSION_3 = ("version", "avvp_split", "ucf_split", "vgg_split")
+
+
 def profile_knobs(profile: str, **overrides: Any) -> Knobs:
+    """The profile's knobs; with `version=3` also version 3's split sizes, then `overrides` on top (so the
+    calibration of a version 3 world sets e.g. `nuisance_sigma` without restating the sizes)."""
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}' (known: {', '.join(PROFILES)})")
-    knobs = Knobs().replace(**_PROFILE_KNOBS[profile]).replace(**overrides)
+    knobs = Knobs().replace(**_PROFILE_KNOBS[profile])
+    if knobs.replace(**overrides).version >= 3:
+        knobs = knobs.replace(**_VERSION_3_KNOBS.get(profile, {}))
+    knobs = knobs.replace(**overrides)
     knobs.check()
     return knobs
+
+
+def recorded_knobs(k: Knobs) -> dict[str, Any]:
+    """The knobs written into a file's attrs and world.json (version 2: those version 2 had)."""
+    out = dataclasses.asdict(k)
+    if k.version < 3:
+        for name in _SINCE_VERSION_3:
+            out.pop(name)
+    return out
 
 
 # --------------------------------------------------------------------------- datasets
@@ -348,13 +388,19 @@ def draw_events(rng: np.random.Generator, n: int, classes: np.ndarray, kind: str
 
 
 # --------------------------------------------------------------------------- features (one block of clips)
+def audio_activity(ev: Events, sl: slice) -> np.ndarray:
+    """[B, E, T] bool: event e sounds at second t (its audible annotation shifted by the clip's lag)."""
+    T = ev.seconds
+    act = ev.active(sl) & ev.audible[sl, :, None]
+    src = np.arange(T) - ev.lag[sl, None]                                                # [B, T]
+    inside = (src >= 0) & (src < T)
+    return np.take_along_axis(act, np.clip(src, 0, T - 1)[:, None, :], axis=2) & inside[:, None, :]
+
+
 def audio_block(ev: Events, sl: slice, uni: Universe, rng: np.random.Generator) -> np.ndarray:
     """[B, T, Da] (W4-W6) with the audio timeline shifted by the clip lag."""
     k, T = uni.knobs, uni.knobs.seconds
-    act = ev.active(sl) & ev.audible[sl, :, None]                                        # [B, E, T]
-    src = np.arange(T) - ev.lag[sl, None]                                                # [B, T]
-    inside = (src >= 0) & (src < T)
-    act = np.take_along_axis(act, np.clip(src, 0, T - 1)[:, None, :], axis=2) & inside[:, None, :]
+    act = audio_activity(ev, sl)                                                         # [B, E, T]
     sem = np.einsum("bet,bed->btd", act, ev.sem[sl])
     B = sem.shape[0]
     silent = ~act.any(1)
@@ -380,31 +426,59 @@ def video_block(ev: Events, sl: slice, uni: Universe, rng: np.random.Generator) 
     return to_grid(x.mean((2, 3)) if k.video_pooled else x)
 
 
-def text_tokens(sem: np.ndarray, content: np.ndarray, scene: np.ndarray, phrasing: np.ndarray,
-                uni: Universe) -> np.ndarray:
-    """[M, L, Dt] from per-sentence semantics [M, ds], content-word masks [M, L], scene words [M, L, dc] (zero
-    for class prompts), wording [M, dn]: token l = f_T([content_l * sem ; scene_l ; wording + token_code_l])."""
-    u = np.concatenate([content[..., None] * sem[:, None], scene, phrasing[:, None] + uni.token_codes], -1)
+def text_latents(sem: np.ndarray, content: np.ndarray, scene: np.ndarray, phrasing: np.ndarray,
+                 tokens: int) -> dict[str, np.ndarray]:
+    """Per-token factors {semantic [M, L, ds], scene [M, L, dc], nuisance [M, L, dn]} of sentences with semantics
+    [M, ds], content-word masks [M, L], scene words [M, L, dc] (zero for class prompts) and wording [M, dn]."""
+    return {"semantic": content[..., None] * sem[:, None], "scene": scene,
+            "nuisance": np.broadcast_to(phrasing[:, None], (len(phrasing), tokens, phrasing.shape[-1]))}
+
+
+def text_tokens(latent: dict[str, np.ndarray], uni: Universe) -> np.ndarray:
+    """[M, L, Dt] from `text_latents`: token l = f_T([content_l * sem ; scene_l ; wording + token_code_l])."""
+    u = np.concatenate([latent["semantic"], latent["scene"], latent["nuisance"] + uni.token_codes], -1)
     return uni.sensors["text"](u)
 
 
-def class_prompts(uni: Universe, class_ids: np.ndarray) -> np.ndarray:
-    """[K, L, Dt]: one fixed prompt per class (as the real corpus: every clip of a class gets its prompt)."""
+def prompt_latents(uni: Universe, class_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The factors of one fixed prompt per class (as the real corpus: every clip of a class gets its prompt)."""
     k = uni.knobs
     zeros = np.zeros((len(class_ids), k.tokens, k.scene_dim))
-    return text_tokens(uni.prototypes[class_ids], uni.prompt_content[class_ids], zeros,
-                       uni.prompt_phrasing[class_ids], uni)
+    return text_latents(uni.prototypes[class_ids], uni.prompt_content[class_ids], zeros,
+                        uni.prompt_phrasing[class_ids], k.tokens)
 
 
-def captions(ev: Events, item: np.ndarray, rng: np.random.Generator, uni: Universe) -> np.ndarray:
-    """[M, L, Dt] instance-level captions of clips `item` [M]: the clip's event semantics and some scene words."""
+def class_prompts(uni: Universe, class_ids: np.ndarray) -> np.ndarray:
+    """[K, L, Dt]: the class prompts' tokens."""
+    return text_tokens(prompt_latents(uni, class_ids), uni)
+
+
+def caption_latents(ev: Events, item: np.ndarray, rng: np.random.Generator, uni: Universe) -> dict[str, np.ndarray]:
+    """The factors of instance-level captions of clips `item` [M]: the clip's event semantics, some scene words."""
     k = uni.knobs
     m = len(item)
     content = rng.random((m, k.tokens)) < k.prompt_content_prob
     content[:, 0] = True
     scene_words = (rng.random((m, k.tokens)) < k.caption_scene_prob)[..., None] * ev.scene[item, None]
     wording = k.nuisance_sigma * rng.standard_normal((m, k.nuisance_dim))
-    return text_tokens(ev.sem[item, 0], content, scene_words, wording, uni)
+    return text_latents(ev.sem[item, 0], content, scene_words, wording, k.tokens)
+
+
+def captions(ev: Events, item: np.ndarray, rng: np.random.Generator, uni: Universe) -> np.ndarray:
+    """[M, L, Dt] instance-level captions of clips `item` [M]."""
+    return text_tokens(caption_latents(ev, item, rng, uni), uni)
+
+
+def clip_latents(ev: Events, sl: slice, modality: str) -> dict[str, np.ndarray]:
+    """The true per-second factors of audio or video clips `sl`: {semantic [B, T, ds] (the sounding resp. visible
+    events' instance semantics, without the background noise), scene [B, T, dc], nuisance [B, T, dn] (the clip's
+    private nuisance, without its per-second jitter)}: what a perfect encoder of each factor would output."""
+    act = audio_activity(ev, sl) if modality == "audio" else ev.active(sl) & ev.visible[sl, :, None]
+    semantic = np.einsum("bet,bed->btd", act.astype(np.float64), ev.sem[sl])
+    T = semantic.shape[1]
+    scene, nuisance = ev.scene[sl], ev.nuisance[modality][sl]
+    return {"semantic": semantic, "scene": np.broadcast_to(scene[:, None], (len(scene), T, scene.shape[-1])),
+            "nuisance": np.broadcast_to(nuisance[:, None], (len(nuisance), T, nuisance.shape[-1]))}
 
 
 # --------------------------------------------------------------------------- labels and splits
@@ -462,20 +536,25 @@ def generate_dataset(name: str, uni: Universe, seed: int, out: Path, progress=No
     rng = np.random.default_rng([seed, spec.stream, 0])
     ev = draw_events(rng, n, classes, spec.events, uni)
     names = [uni.names[u] for u in classes]
-    generator = {"generator": "unibench.synth", "generator_version": GENERATOR_VERSION, "seed": seed,
+    generator = {"generator": "unibench.synth", "generator_version": k.version, "seed": seed,
                  "dataset": name, "events": spec.events, "class_ids": classes.tolist(),
                  "storage_dtype": {m: (k.video_dtype if m == "video" else "float32") for m in spec.modalities},
-                 "knobs": dataclasses.asdict(k)}
+                 "knobs": recorded_knobs(k)}
     extra: dict[str, Any] = {}
     if name == "pretrain":
         extra["prompts"] = [f"a video of {c} with the sound it makes" for c in names]
     text_n = n * k.captions_per_audio if name == "retrieval_at" else n
+    latents = k.version >= 3
+    widths = {"semantic": k.semantic_dim, "scene": k.scene_dim, "nuisance": k.nuisance_dim}
     path = out / f"{name}.h5"
     with NativeWriter(path, dataset=name, classes=names, generator=generator, **extra) as w:
         for m in spec.modalities:
-            w.features(m, _feature_shape(m, text_n if m == "text" else n, k),
-                       k.video_dtype if m == "video" else "float32")
-        prompts = class_prompts(uni, classes) if name == "pretrain" else None
+            shape = _feature_shape(m, text_n if m == "text" else n, k)
+            w.features(m, shape, k.video_dtype if m == "video" else "float32")
+            for factor in FACTORS if latents else ():
+                w.latent(m, factor, (*shape[:2], widths[factor]))
+        prompt_factors = prompt_latents(uni, classes) if name == "pretrain" else None
+        prompts = text_tokens(prompt_factors, uni) if prompt_factors is not None else None
         starts = range(0, n, k.block_clips)
         blocks = progress(starts, description=f"{name}.h5", total=len(starts)) if progress else starts
         for b, start in enumerate(blocks):
@@ -485,20 +564,30 @@ def generate_dataset(name: str, uni: Universe, seed: int, out: Path, progress=No
                 w.write("audio", start, audio_block(ev, sl, uni, brng))
             if "video" in spec.modalities:
                 w.write("video", start, video_block(ev, sl, uni, brng))
+            for m in ("audio", "video") if latents else ():
+                if m in spec.modalities:
+                    for factor, rows in clip_latents(ev, sl, m).items():
+                        w.write(f"latent/{m}/{factor}", start, rows)
             if "text" in spec.modalities:
                 items = np.arange(sl.start, sl.stop)
+                per = 1
                 if prompts is not None:
-                    w.write("text", start, prompts[local[ev.cls[sl, 0]]])
+                    rows = local[ev.cls[sl, 0]]
+                    tokens, factors = prompts[rows], {f: v[rows] for f, v in prompt_factors.items()}
                 else:
                     per = k.captions_per_audio if name == "retrieval_at" else 1
-                    w.write("text", start * per, captions(ev, np.repeat(items, per), brng, uni))
+                    factors = caption_latents(ev, np.repeat(items, per), brng, uni)
+                    tokens = text_tokens(factors, uni)
+                w.write("text", start * per, tokens)
+                for factor, rows in factors.items() if latents else ():
+                    w.write(f"latent/text/{factor}", start * per, rows)
         for label in spec.labels:
             if label == "clip":
                 w.labels("clip", clip_labels(ev, local))
             else:
                 w.labels(label, label_matrix(ev, local, len(classes), None if label == "all" else label))
         if spec.splits is not None:
-            counts = k.ave_split if name == "ave" else None
+            counts = getattr(k, f"{name}_split", None)
             for s, idx in split_indices(rng, n, spec.splits, counts).items():
                 w.split(s, idx)
         else:
@@ -528,6 +617,6 @@ def synthesize(profile: str, seed: int, out_dir: str | Path, progress: Callable[
     uni = build_universe(int(seed), knobs)
     for name in names:
         generate_dataset(name, uni, int(seed), out, progress)
-    meta = {"profile": profile, "seed": int(seed), "datasets": names, "knobs": dataclasses.asdict(knobs)}
+    meta = {"profile": profile, "seed": int(seed), "datasets": names, "knobs": recorded_knobs(knobs)}
     (out / "world.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
