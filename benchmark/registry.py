@@ -29,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import math
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -212,10 +213,19 @@ def _suggest(name: str, known) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # type: ignore[misc]
+    """The safe loader, with floats in exponent form without a dot (`3e-1`, `1e-3`): YAML 1.1 reads them as
+    strings, users write floats that way."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
 def load_yaml(text: str):
     """yaml.safe_load through libyaml's C parser when PyYAML has it (~10x faster: every CLI start reads ~70
-    cards and grids), the pure-Python one otherwise; both accept the same safe subset."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    cards and grids), the pure-Python one otherwise; both accept the same safe subset (+ exponent floats)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import bounds
 from . import spec as specs
 from .atomic import atomic_write_json
 from .contracts import RunContext, UserError
@@ -95,6 +96,7 @@ def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable
         specs.validate_method(spec_)
     for spec_ in tasks:
         specs.validate_task(spec_)
+    bounds.check_plan(methods, tasks, world)   # sizes, memory, and the checks that need the world
     for task in tasks:
         for method in methods:
             _check_pairing(method, task)

@@ -36,11 +36,18 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 
 
 def _parse_value(text: str) -> Any:
+    """An override value as YAML reads it, with floats in exponent form (`3e-1`) read as floats."""
     try:
-        value = yaml.safe_load(text)
+        value = registry.load_yaml(text)
     except (yaml.YAMLError, ValueError):  # ValueError: e.g. an integer beyond Python's digit limit
         return text
     return text if isinstance(value, (dict,)) else value
+
+
+def parse_number(text: str) -> int | float | None:
+    """`text` as an int or a float (YAML forms, `1e3`, `3e-1`), None when it is not a number."""
+    value = _parse_value(text.strip())
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _check_text(text: Any, what: str) -> str:

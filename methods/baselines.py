@@ -119,6 +119,7 @@ class LinearBaseline(Method):
     """Fits (or fixes) the per-modality maps; nothing is trained by gradient descent."""
 
     kind = ""          # chance | raw | cca
+    encodes = ("audio", "video")   # what the fitted maps cover (planning refuses directions that read text)
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
         if "dim" in cfg and (not isinstance(cfg["dim"], int) or cfg["dim"] < 1):

@@ -114,7 +114,9 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- commands
 def synth(args) -> int:
     from tasks.data import synthesize
-    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only is not None else None
+    if only == []:
+        raise UserError(f"--only {args.only!r} names no dataset (a comma list such as pretrain,ave)")
     t0 = time.perf_counter()
     with _progress(args.quiet) as progress:
         out = synthesize(args.profile, args.seed, args.out, progress=progress, only=only, **_parse_sets(args.set))

@@ -267,6 +267,7 @@ class FeatureFile:
                 json.loads(_attr(f.attrs["generator"]))
             except (TypeError, ValueError):
                 raise _err(p, "attrs/generator", "expected a JSON string") from None
+        self._check_storage()
         if not self.modalities:
             raise _err(p, "", f"no feature dataset (expected at least one of {', '.join(MODALITIES)})")
         for m in self.modalities:
@@ -342,6 +343,29 @@ class FeatureFile:
                 if len(rows) and not np.isfinite(ds[rows]).all():
                     raise _err(self.path, key, "expected finite values, found NaN/Inf")
 
+    def _check_storage(self) -> None:
+        """Before any array is read: every dataset stored inside this file (external raw storage or a virtual
+        dataset would read other local files as features), its declared shape within `benchmark.bounds`, and
+        uncompressed data actually stored (a header declaring N = 1e9 over a few KB reads back as fill values)."""
+        from benchmark import bounds
+        p, found = self.path, []
+        self.h5.visititems(lambda key, obj: found.append((key, obj)) if isinstance(obj, h5py.Dataset) else None)
+        for key, ds in found:
+            if ds.is_virtual or ds.external:
+                kind = "virtual" if ds.is_virtual else "external"
+                raise _err(p, key, f"{kind} storage (data kept in other files) is not accepted; copy the data "
+                                   f"into this file")
+            bounds.check_declared(p, key, ds.shape, ds.dtype.itemsize)
+            declared = ds.size * ds.dtype.itemsize
+            if ds.compression is None and declared and ds.id.get_storage_size() < declared:
+                raise _err(p, key, f"declares {list(ds.shape)} ({declared} bytes) but stores "
+                                   f"{ds.id.get_storage_size()} (truncated, or never written)")
+        if "classes" in self.h5.attrs:
+            n_classes = np.size(self.h5.attrs["classes"])
+            if n_classes > bounds.limit("classes", bounds.FILE_BOUNDS):
+                raise _err(p, "attrs/classes", f"{n_classes} classes, at most "
+                                               f"{bounds.limit('classes', bounds.FILE_BOUNDS)}")
+
     def _validate_labels(self, name: str, ns: dict[str, int], n_classes: int) -> None:
         p, data = self.path, self.h5[f"labels/{name}"]
         if name == "clip":
@@ -370,12 +394,17 @@ class FeatureFile:
             if bad.size:
                 raise _err(self.path, key, f"index {int(bad[0])} out of range, expected {low} <= i < {n}")
 
-    def scan(self) -> None:
-        """Full NaN/Inf check of every clip (opening only samples SAMPLE_ROWS clips), one slab at a time."""
+    def scan(self, progress=None) -> None:
+        """Full NaN/Inf check of every clip (opening only samples SAMPLE_ROWS clips), one slab of at most
+        READ_BLOCK_BYTES at a time; `progress(iterable, description, total)` shows the slabs (a paper-size file
+        takes minutes). The declared shapes were bounded and their storage checked when the file was opened."""
         for m in self.modalities:
             n = self.n(m)
             rows = max(1, READ_BLOCK_BYTES // max(1, 4 * int(np.prod(self.feature_shape(m)))))
-            for start in range(0, n, rows):
+            starts = range(0, n, rows)
+            if progress is not None:
+                starts = progress(starts, description=f"checking {self.path.name} {m}", total=len(starts))
+            for start in starts:
                 block = self.read(m, np.arange(start, min(start + rows, n)))
                 finite = np.isfinite(block.reshape(len(block), -1)).all(1)
                 if not finite.all():

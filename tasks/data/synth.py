@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from benchmark import bounds
 from benchmark.contracts import UserError
 
 from .native import NativeWriter
@@ -110,22 +111,14 @@ class Knobs:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise UserError(f"unknown generator knob '{key}'{hint}")
-            default = getattr(self, key)
-            try:
-                if isinstance(default, bool):
-                    value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-                elif isinstance(default, tuple) or default is None:
-                    value = None if value is None or str(value).lower() in ("none", "null") else tuple(value)
-                else:
-                    value = type(default)(value)
-            except (TypeError, ValueError):
-                raise UserError(f"generator knob '{key}' expects {type(default).__name__}, got {value!r}") from None
-            clean[key] = value
+            clean[key] = bounds.typed(key, value, getattr(self, key), str(names[key].type))
         return dataclasses.replace(self, **clean)
 
     def check(self) -> None:
         k = self
-        problems = []
+        problems = bounds.out_of_range(dataclasses.asdict(k), bounds.KNOB_BOUNDS)   # each knob's range first
+        if k.object_side[0] > k.object_side[1]:
+            problems.append(f"object_side {k.object_side} must be (smallest, largest)")
         if k.n_ave_avvp_shared > min(k.n_ave_classes, k.n_avvp_classes):
             problems.append("n_ave_avvp_shared exceeds the AVE or AVVP class count")
         if k.n_ave_classes > k.n_pretrain_classes:
