@@ -19,6 +19,11 @@ class UserError(Exception):
     """A mistake in user input (bad name, spec, file, key). The CLI prints `error: <msg>` and exits 2."""
 
 
+class NotApplicable(Exception):
+    """A cell that cannot exist on this data, e.g. the oracle on files without true latents (real data): the
+    runner reports it as `n/a`, writes neither a result nor an error, and the grid does not fail."""
+
+
 # --------------------------------------------------------------------------- run context
 @dataclass
 class RunContext:
@@ -88,6 +93,8 @@ class Pretrained:
     downstream heads see, a float tensor `[N, T, D]` (for discrete methods: the quantized vectors, i.e.
     codebook rows). `codes(modality, x)` gives code indices `[N, T]` (or `[N, T, levels]`).
     `codebooks` is the list of codebooks `[L, D]` that refiners operate on (one per layer/level).
+    A representation that reads what the file stores about each clip instead of its features (the oracle) also
+    defines `encode_clips(feature_file, modality, idx) -> [len(idx), T, D]`; the tasks' encoder cache prefers it.
     """
 
     discrete: bool = True

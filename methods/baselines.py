@@ -5,11 +5,14 @@
 - `cca`: canonical correlation analysis between the per-second audio and video features of the pretraining corpus
   (closed form: whitening + SVD of the cross-covariance, ridge `reg`), the top `dim` directions. A linear,
   label-free, training-free aligned baseline: a learned method that does not beat it has not learned alignment.
-- `raw`: the raw per-second features (spatial video mean-pooled), zero-padded to the widest modality. Read m->m it
-  is the same-modality ceiling of the head on this data; its cross-modal numbers mean nothing (different
-  sensors share no coordinates) and tables show it only as an m->m row.
+- `raw`: the raw per-second features (spatial video mean-pooled), zero-padded to the widest modality: a linear
+  probe of the features themselves, read m->m only (different sensors share no coordinates, so its cross-modal
+  numbers mean nothing). It is not a ceiling: an encoder that undoes a sensor's non-linearity beats it.
+- `oracle`: each clip encoded as its true per-second semantic latent, which synthetic files store in their
+  `latent/` group; the same vector whatever the modality, so it is the ceiling of every direction. Real data has
+  no latents: there the oracle's cells are `n/a` (`NotApplicable`), not failures.
 
-All three are a per-modality affine map per second, `x -> (x - mean_m) W_m`, saved as one `.npz`.
+The first three are a per-modality affine map per second, `x -> (x - mean_m) W_m`, saved as one `.npz`.
 The CCA is written out (20 lines of linear algebra) instead of scikit-learn's `CCA`, which is an iterative NIPALS
 fit that takes minutes for 64 components on 20k x 640 and gives the same subspace.
 """
@@ -22,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from benchmark.contracts import Method, Pretrained, RunContext, UserError
+from benchmark.contracts import Method, NotApplicable, Pretrained, RunContext, UserError
 
 from .base import canonical_modalities
 
@@ -160,3 +163,77 @@ class Raw(LinearBaseline):
 
 class CCA(LinearBaseline):
     kind = "cca"
+
+
+# --------------------------------------------------------------------------- the oracle
+ORACLE_FACTORS = ("semantic", "scene", "nuisance")
+
+
+def _no_latents(path, factor: str) -> NotApplicable:
+    return NotApplicable(f"oracle: n/a on {path} (no latent/*/{factor}: only synthetic worlds of generator "
+                         f"version 3 store their clips' true factors; real and imported data never do)")
+
+
+class OraclePretrained(Pretrained):
+    """Reads each clip's stored true `factor` per second; it has no function of the features to apply."""
+
+    discrete = False
+
+    def __init__(self, method: str, factor: str, widths: Mapping[str, int]):
+        self.method, self.factor, self.widths = method, factor, dict(widths)
+
+    @property
+    def dim(self) -> int:
+        return int(next(iter(self.widths.values())))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.widths)
+
+    def encode(self, modality: str, x) -> torch.Tensor:
+        raise UserError(f"{self.method} encodes stored clips (encode_clips), not features: a clip's true latent is "
+                        f"not a function of its features")
+
+    def encode_clips(self, ff, modality: str, idx) -> torch.Tensor:
+        if self.factor not in ff.latent_names.get(modality, ()):
+            raise _no_latents(ff.path, self.factor)
+        return torch.from_numpy(ff.latent(modality, self.factor, idx))
+
+    def diagnostics(self) -> dict:
+        return {"factor": self.factor, "widths": self.widths}
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "meta.json").write_text(json.dumps({"format": FORMAT, "method": self.method,
+                                                          "factor": self.factor, "widths": self.widths}))
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "cpu") -> "OraclePretrained":
+        meta = json.loads((Path(directory) / "meta.json").read_text())
+        return cls(meta["method"], meta["factor"], meta["widths"])
+
+
+class Oracle(Method):
+    """The ceiling row: a head on the true semantics is as good as any representation of this world can be."""
+
+    encodes = ("audio", "video", "text")
+
+    def validate(self, cfg: Mapping[str, Any]) -> None:
+        if cfg.get("factor", "semantic") not in ORACLE_FACTORS:
+            raise UserError(f"method '{self.name}': option 'factor' must be one of {', '.join(ORACLE_FACTORS)}, "
+                            f"got {cfg['factor']!r}")
+
+    def pretrain(self, corpus, cfg: Mapping[str, Any], seed: int, ctx: RunContext) -> OraclePretrained:
+        self.validate(cfg)
+        factor = cfg.get("factor", "semantic")
+        ff = getattr(corpus, "file", None)
+        names = ff.latent_names if ff is not None else {}
+        widths = {m: int(ff.h5[f"latent/{m}/{factor}"].shape[-1]) for m in canonical_modalities(names)
+                  if factor in names[m]}
+        if not widths:
+            raise _no_latents(getattr(ff, "path", "this corpus"), factor)
+        return OraclePretrained(self.name, factor, widths)
+
+    def load(self, directory: Path, cfg: Mapping[str, Any], ctx: RunContext) -> OraclePretrained:
+        return OraclePretrained.load(directory)
