@@ -138,6 +138,7 @@ class Entry:
     discrete: bool = True
     hidden: bool = False
     extra: dict = field(default_factory=dict)
+    scales: dict = field(default_factory=dict)   # methods: {preset: settings} the `scale` option picks from
 
     def defaults(self) -> dict[str, Any]:
         return {k: o.default for k, o in self.options.items()}
@@ -188,6 +189,8 @@ class Entry:
         obj.name, obj.entry = self.name, self.entry
         if self.kind == "method":
             obj.discrete = self.discrete
+            if self.scales:
+                obj.scales = self.scales
         if self.kind == "task":
             obj.datasets, obj.needs_pretrained = self.datasets, self.needs_pretrained
         return obj
@@ -268,6 +271,9 @@ def _load_card(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     card = _read_yaml(path)
     if not isinstance(card.get("options") or {}, dict):
         raise UserError(f"{path}: 'options' must be a mapping of option name to spec")
+    scales = card.get("scales") or {}
+    if not isinstance(scales, dict) or not all(isinstance(v, dict) for v in scales.values()):
+        raise UserError(f"{path}: 'scales' must map each preset name to a mapping of settings")
     includes = card.pop("include", None) or []
     if isinstance(includes, str):
         includes = [includes]
@@ -281,7 +287,12 @@ def _load_card(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 
 def _merge(base: dict, local: dict) -> dict:
-    out = {**base, **{k: v for k, v in local.items() if k != "options"}}
+    out = {**base, **{k: v for k, v in local.items() if k not in ("options", "scales")}}
+    if "scales" in base or "scales" in local:     # presets merge value by value: a family overrides single keys
+        presets = {k: dict(v) for k, v in (base.get("scales") or {}).items()}
+        for preset, values in (local.get("scales") or {}).items():
+            presets[preset] = {**presets.get(preset, {}), **values}
+        out["scales"] = presets
     if "options" in base or "options" in local:
         options = {k: _option_spec(v) for k, v in (base.get("options") or {}).items()}
         for key, spec in (local.get("options") or {}).items():
@@ -302,11 +313,11 @@ def _parse_card(path: Path) -> Entry:
         options[key] = Option(key, spec["default"], tuple(choices) if choices is not None else None,
                               str(spec.get("help", "")), spec.get("type"), bool(spec.get("inference_only", False)),
                               bool(spec.get("nullable", False)))
-    known = {"name", "kind", "entry", "version", "summary", "options", "discrete", "hidden"}
+    known = {"name", "kind", "entry", "version", "summary", "options", "discrete", "hidden", "scales"}
     return Entry(name=card["name"], kind=card["kind"], entry=card["entry"], version=int(card.get("version", 1)),
                  summary=str(card.get("summary", "")), path=path, options=options,
                  discrete=bool(card.get("discrete", True)), hidden=bool(card.get("hidden", False)),
-                 extra={k: v for k, v in card.items() if k not in known})
+                 extra={k: v for k, v in card.items() if k not in known}, scales=card.get("scales") or {})
 
 
 # --------------------------------------------------------------------------- where cards are looked for

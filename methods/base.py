@@ -1,5 +1,5 @@
-"""Shared pieces of every codebook method: scale presets, a `Method` base that builds → trains → diagnoses, and
-`CodebookPretrained`, the frozen representation (encode / codes / codebooks / save / load / diagnostics).
+"""Shared pieces of every codebook method: scale presets (read from the cards), a `Method` base that builds →
+trains → diagnoses, and `CodebookPretrained`, the frozen representation (encode / codes / codebooks / save / load / diagnostics).
 
 A codebook method subclasses `CodebookMethod` and supplies `build_model(shapes, settings)`: an `nn.Module` with
 `modalities`, `quantizer` (see `quantizers.py`), `general(modality, x) -> z [N, T, D]` (raw features to the
@@ -8,6 +8,7 @@ quantizer's input, including front-ends and a shape check) and the trainer proto
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -27,22 +28,21 @@ from .trainer import TrainConfig, TrainResult, train, training_summary
 
 MODALITY_ORDER = ("audio", "video", "text")   # the released sequential MM-EMA order (a, then v, then t)
 
-# Scale presets. `paper` = the released DCID widths and schedule (docs/ORIGINAL_CODE.md §1.3-1.4); `default` = a CPU
-# preset (same architecture, smaller widths, one transformer layer) for the synthetic default world on 2 cores.
-# The default budget (16 epochs x batch 128 = 512 steps, one budget for every method) comes from the budget study
-# (`python -m benchmark budget`, results/tables/budget.md): every method's AVE accuracy rises steeply up to 16
-# epochs (DCID V->A 4.1 / 6.4 / 20.3 / 36.8 at 2 / 4 / 8 / 16); 16 is the largest budget the 2-core make bench can
-# afford, and no method is converged there by the study's criterion, so tables mark their cells.
-SCALES: dict[str, dict[str, Any]] = {
-    "paper": dict(code_dim=256, codebook_size=400, layers=2, heads=4, ffn=1024, dropout=0.1, specific_dim=256,
-                  video_widths=[1024, 2048], se_reduction=8, att_dim=256, text_hidden=128, club_hidden=128,
-                  cpc_hidden=256, cpc_layers=2, epochs=6, batch_size=80, lr=4e-4, clip=0.5, dead_after=300,
-                  rvq_levels=4, fsq_levels=[8, 5, 5, 5]),
-    "default": dict(code_dim=64, codebook_size=400, layers=1, heads=4, ffn=128, dropout=0.1, specific_dim=64,
-                    video_widths=[64, 128], se_reduction=8, att_dim=64, text_hidden=32, club_hidden=64,
-                    cpc_hidden=64, cpc_layers=1, epochs=32, batch_size=128, lr=1e-3, clip=0.5, dead_after=100,
-                    rvq_levels=4, fsq_levels=[8, 5, 5, 5]),
-}
+_PRESETS_CARD = Path(__file__).with_name("_pretrained.yaml")
+
+
+@functools.lru_cache(maxsize=1)
+def _card_presets() -> dict[str, dict[str, Any]]:
+    import yaml
+    return yaml.safe_load(_PRESETS_CARD.read_text())["scales"]
+
+
+def base_presets() -> dict[str, dict[str, Any]]:
+    """The `scales:` presets of methods/_pretrained.yaml: what a method built without the registry (which sets a
+    family's merged presets on each method it loads) and `resolve_settings` resolve null options from."""
+    return {name: dict(values) for name, values in _card_presets().items()}
+
+
 _POSITIVE_INTS = ("code_dim", "codebook_size", "epochs", "batch_size", "dead_after", "cpc_horizon")
 
 
@@ -51,8 +51,10 @@ def canonical_modalities(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda m: (MODALITY_ORDER.index(m) if m in MODALITY_ORDER else 99, m)))
 
 
-def resolve_settings(cfg: Mapping[str, Any], scales: Mapping[str, dict] = SCALES) -> dict[str, Any]:
-    """The scale preset overlaid with every non-null option; `levels` resolved for the chosen quantizer."""
+def resolve_settings(cfg: Mapping[str, Any], scales: Mapping[str, dict] | None = None) -> dict[str, Any]:
+    """The scale preset (`scales`, default the base card's) overlaid with every non-null option; `levels`
+    resolved for the chosen quantizer."""
+    scales = scales or base_presets()
     scale = cfg.get("scale") or "default"
     if scale not in scales:
         raise UserError(f"option 'scale' must be one of {sorted(scales)}, got {scale!r}")
@@ -311,7 +313,7 @@ class CodebookPretrained(Pretrained):
 class CodebookMethod(Method):
     """Build → train (shared loop) → diagnose → `CodebookPretrained`. Subclasses implement `build_model`."""
 
-    scales: Mapping[str, dict] = SCALES
+    scales: Mapping[str, dict] | None = None   # the card's `scales:` (family over base), set by the registry
     min_modalities = 2
     pretrained_class: type = CodebookPretrained   # a subclass where encode/codebooks differ (concat, continuous)
 

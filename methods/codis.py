@@ -33,16 +33,11 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .base import SCALES, CodebookMethod, canonical_modalities
+from .base import CodebookMethod, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import info_nce
 from .precision import full_precision
 from .trainer import Step
-
-CODIS_SCALES = {
-    "paper": {**SCALES["paper"], "momentum": 0.995},
-    "default": {**SCALES["default"], "momentum": 0.99},
-}
 
 
 # --------------------------------------------------------------------------- optimal transport and losses (pure)
@@ -152,7 +147,6 @@ class CODISModel(BranchedModel):
 
 
 class CODIS(CodebookMethod):
-    scales = CODIS_SCALES
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
         super().validate(cfg)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from benchmark.contracts import UserError
 
 from .alignment import cmcm_loss
-from .base import SCALES, CodebookMethod, canonical_modalities
+from .base import CodebookMethod, canonical_modalities
 from .encoders import ModalityBranch, VectorDecoder
 from .mutual_info import CLUB, CrossCPC, info_nce
 from .quantizers import quantizer_from_settings
@@ -39,13 +39,6 @@ from .trainer import Step
 
 AV = ("audio", "video")
 SIDE = {"audio": "av", "video": "av", "text": "text"}     # which coarse projection / encoders a modality uses
-FCCID_SCALES = {
-    # the released FCID: 1 transformer layer, CLUB hidden 256, 2-layer CPC LSTMs, 4 epochs (checkpoint at step 2000)
-    "paper": {**SCALES["paper"], "quantizer": "vq", "layers": 1, "club_hidden": 256, "epochs": 4, "mi_steps": 5,
-              "text_lstm": False},
-    "default": {**SCALES["default"], "quantizer": "vq", "mi_steps": 5,
-                "text_lstm": False},
-}
 
 
 class FCCIDModel(nn.Module):
@@ -131,7 +124,6 @@ class FCCIDModel(nn.Module):
 
 
 class FCCID(CodebookMethod):
-    scales = FCCID_SCALES
     min_modalities = 3
 
     def modalities_of(self, corpus) -> tuple[str, ...]:

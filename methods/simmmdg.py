@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from benchmark.contracts import RunContext, UserError
 
-from .base import SCALES, CodebookMethod, CodebookPretrained, canonical_modalities
+from .base import CodebookMethod, CodebookPretrained, canonical_modalities
 from .encoders import ModalityBranch
 from .trainer import training_summary
 from .mutual_info import mlp
@@ -50,11 +50,6 @@ from .trainer import Step
 LABEL_KEY = "clip_label"        # the batch column the labelled corpus adds (read by the model like a modality)
 LABEL_MODES = ("auto", "clip", "instance")
 READOUTS = ("projector", "shared")
-
-SIMMMDG_SCALES = {
-    "paper": {**SCALES["paper"], "proj_dims": [2048, 2048, 128], "trans_hidden": 2048},
-    "default": {**SCALES["default"], "proj_dims": [128, 128, 64], "trans_hidden": 128},
-}
 
 
 # --------------------------------------------------------------------------- losses (pure)
@@ -286,7 +281,6 @@ class ContinuousPretrained(CodebookPretrained):
 
 
 class SimMMDG(CodebookMethod):
-    scales = SIMMMDG_SCALES
     pretrained_class = ContinuousPretrained
 
     def validate(self, cfg: Mapping[str, Any]) -> None:

@@ -31,17 +31,12 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .base import SCALES, CodebookMethod, canonical_modalities
+from .base import CodebookMethod, canonical_modalities
 from .dcid import DCIDModel
 from .trainer import Step
 from .turn import ConcatCodebooks, ConcatPretrained
 
 INFERENCE_ONLY = ("only1",)     # options that never change pretraining (excluded from the resume tag)
-SRCID_SCALES = {
-    "paper": {**SCALES["paper"], "quantizer": "vq", "epochs": 5, "warm_epoch": 3, "mi_steps": 5},
-    "default": {**SCALES["default"], "quantizer": "vq", "warm_epoch": 2,
-                "mi_steps": 5},
-}
 
 
 def prefixed(step: Step | None, prefix: str) -> Step | None:
@@ -150,7 +145,6 @@ class SRCIDPretrained(ConcatPretrained):
 
 
 class SRCID(CodebookMethod):
-    scales = SRCID_SCALES
     pretrained_class = SRCIDPretrained
 
     def validate(self, cfg: Mapping[str, Any]) -> None:

@@ -28,16 +28,11 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .base import SCALES, CodebookMethod, CodebookPretrained, canonical_modalities
+from .base import CodebookMethod, CodebookPretrained, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import info_nce
 from .quantizers import MultiModalEMAQuantizer, QuantizerOutput
 from .trainer import Step
-
-TURN_SCALES = {
-    "paper": dict(SCALES["paper"]),
-    "default": {**SCALES["default"]},
-}
 
 
 # --------------------------------------------------------------------------- codebooks side by side
@@ -145,7 +140,6 @@ class TURNModel(BranchedModel):
 
 
 class TURN(CodebookMethod):
-    scales = TURN_SCALES
     pretrained_class = ConcatPretrained
 
     def validate(self, cfg: Mapping[str, Any]) -> None:

@@ -91,13 +91,13 @@ PINNED_KEYS = {
 def test_a_preset_change_moves_the_cell_key_and_the_preset_spelled_out_keeps_it(monkeypatch):
     """Cells are keyed by the settings a method runs with: a cell computed under another preset is never served
     (before, `dcid` kept its key when the preset's budget changed), and `dcid@epochs=<preset>` is the same cell."""
-    from methods.base import SCALES
     task = spec.parse_task("ave")
-    preset = SCALES["default"]["epochs"]
+    scales = registry.get("method", "dcid").scales      # the card's presets (methods/_pretrained.yaml)
+    preset = scales["default"]["epochs"]
     key = spec.cell_key(spec.parse_method("dcid"), task, "fp", 0)
     assert spec.cell_key(spec.parse_method(f"dcid@epochs={preset}"), task, "fp", 0) == key
     assert spec.cell_key(spec.parse_method(f"dcid@epochs={preset + 1}"), task, "fp", 0) != key
-    monkeypatch.setitem(SCALES, "default", {**SCALES["default"], "epochs": preset + 1})
+    monkeypatch.setitem(scales, "default", {**scales["default"], "epochs": preset + 1})
     assert spec.cell_key(spec.parse_method("dcid"), task, "fp", 0) != key
 
 

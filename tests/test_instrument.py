@@ -285,13 +285,12 @@ def test_a_legacy_pretraining_is_keyed_by_the_budget_it_trained_never_by_todays_
     options as written, which `dcid` still has today. Re-keying must file it under `dcid@epochs=16`, and the
     runner's legacy fallback must not serve it for `dcid` at today's preset (it did: a cache serving a shorter run)."""
     import json as _json
-    from methods.base import SCALES
     corpus, seed = "fp", 0
     plain = specs.parse_method("dcid")
     legacy = specs.legacy_pretrain_key(plain, corpus, seed)
     folder = tmp_path / "pretrain" / "dcid" / legacy
     folder.mkdir(parents=True)
-    trained = SCALES["default"]["epochs"] // 2
+    trained = plain.base.entry.scales["default"]["epochs"] // 2
     (folder / "meta.json").write_text(_json.dumps({
         "method": plain.pretrain_resolved(), "corpus": corpus, "seed": seed,
         "diagnostics": {"training": {"loss_history": [{"total": 1.0}] * trained}}}))

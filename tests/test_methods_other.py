@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from benchmark import registry, spec
 from benchmark.contracts import RunContext, UserError
-from methods.base import SCALES
 from methods.codis import sinkhorn_assignments, swapped_prediction_loss
 from methods.mutual_info import CLUB
 from methods.simmmdg import (LABEL_KEY, LabelledCorpus, shared_specific_distance, supcon_loss, translation_loss,
@@ -282,6 +282,19 @@ def test_ablation_switches_and_resolved_presets_are_listed_by_ls():
         assert entry.hidden or name in out.stdout, name
     for key in ("club_a=", "club_v=", "club_av=", "club_te=", "club_l1=", "club_l2=", "only1=", "labels="):
         assert key in out.stdout, key
-    preset = SCALES["default"]     # the null defaults as they resolve, read from the code (the cards state none)
-    assert f"epochs=None → {preset['epochs']} (paper: {SCALES['paper']['epochs']})" in out.stdout
-    assert f"batch_size=None → {preset['batch_size']} (paper: {SCALES['paper']['batch_size']})" in out.stdout
+    scales = yaml.safe_load((ROOT / "methods" / "_pretrained.yaml").read_text())["scales"]   # read from the card
+    preset, paper = scales["default"], scales["paper"]
+    assert f"epochs=None → {preset['epochs']} (paper: {paper['epochs']})" in out.stdout
+    assert f"batch_size=None → {preset['batch_size']} (paper: {paper['batch_size']})" in out.stdout
+
+
+def test_a_family_card_overrides_single_preset_values():
+    """simmmdg.yaml's `scales:` sets proj_dims per preset and keeps every base value (the card is where the
+    defaults live; the class restates none)."""
+    base = yaml.safe_load((ROOT / "methods" / "_pretrained.yaml").read_text())["scales"]
+    card = yaml.safe_load((ROOT / "methods" / "simmmdg.yaml").read_text())["scales"]
+    method = registry.get("method", "simmmdg").load()
+    for scale in ("default", "paper"):
+        s = method.settings({"scale": scale})
+        assert s["proj_dims"] == card[scale]["proj_dims"] and s["epochs"] == base[scale]["epochs"]
+    assert "proj_dims" not in registry.get("method", "dcid").scales["default"]

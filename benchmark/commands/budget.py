@@ -101,15 +101,14 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(tables / f"{name}.csv", buf.getvalue())
-    from methods.base import SCALES
-    preset = SCALES["default"]["epochs"]
+    preset = specs.parse_method(methods[0]).base.entry.scales.get("default", {}).get("epochs")
     verdict = (f"**Converged: {chosen} epochs** — the smallest budget at which, for every method of this study "
                f"({', '.join(methods)}), AVE V→A and "
                f"A→A agree (within {budget.TOLERANCE:g} point, or the seed CI of the difference) with twice that "
                f"budget and every larger one, and A→A is at least {budget.LEARNED_FACTOR:g}× chance." if chosen else
                f"**No budget of this study is converged for every method of it** ({', '.join(methods)}; see the ✗ "
                f"rows).")
-    verdict += f" The `scale=default` preset trains {preset} epochs (`methods/base.py`)."
+    verdict += f" The `scale=default` preset trains {preset} epochs (`methods/_pretrained.yaml`)."
     lines = [f"# Budget study — AVE accuracy (%) after E pretraining epochs", "",
              f"World {world_label}; seeds {', '.join(map(str, seeds))}; mean ± 95% CI over seeds (t-interval; "
              f"none with one seed); chance {chance:.2f} % ({classes} classes). One training run per method and "

@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
 
 def _resolved(entry: registry.Entry) -> dict[str, dict]:
     """{scale: settings} -- what the null defaults resolve to under each scale preset, for entries whose code
-    resolves presets; the one place the numbers live is the code (`methods/base.py` SCALES and each family's
-    presets), so `ls -v` reads it (the default scale first)."""
+    resolves presets (the cards' `scales:`, a family's over `methods/_pretrained.yaml`), resolved by the method
+    itself so `ls -v` shows what a run uses (the default scale first)."""
     if entry.kind != "method":
         return {}
     resolve = getattr(entry.load(), "settings", None)
