@@ -244,7 +244,7 @@ def to_rich(claims: list[Claim], index: Index):
     table = Table(title=f"Claims (world {index.world or 'none found'}; paired t over seeds, α={ALPHA}, "
                         f"δ={MARGIN:g})", title_justify="left")
     for h in ["#", "claim / comparison", "quantity", "Δ", "d_z", "p", "n", "verdict"]:
-        table.add_column(h, justify="right" if h in ("Δ", "d_z", "p", "n") else "left")
+        table.add_column(h, justify="right" if h in ("Δ", "d_z", "p", "n") else "left", overflow="fold")
     for c in claims:
         if c.number != claims[0].number:
             table.add_section()

@@ -112,7 +112,8 @@ def test_t1_latex_compiles_structurally_and_equals_csv_means(t1_store, tmp_path)
     assert tex.index("\\end{tabular}") < tex.index("\\caption{") < tex.index("\\end{table}")
     with open(tmp_path / "t1.csv") as fh:
         long = list(csv.DictReader(fh))
-    assert set(long[0]) == {"method", "task", "direction", "metric", "seed", "value", "key", "converged"}
+    assert set(long[0]) == {"method", "task", "direction", "metric", "seed", "value", "key", "converged",
+                            "below_floor"}
     spec = tables.load_table("t1")
     rows = latex_rows(tex)
     checked = 0
@@ -501,3 +502,81 @@ def test_gc_moves_cells_computed_under_older_keys(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "benchmark", "gc", "--results", str(tmp_path / "none")],
                              cwd=root, capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no result store")
+
+
+def _rendered(renderable, width: int) -> str:
+    from rich.console import Console
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_at_80_columns_a_table_is_stacked_one_line_per_row_and_group(t1_store):
+    bt = tables.build(tables.load_table("t1"), tables_store_results(t1_store))
+    text = _rendered(tables.to_rich(bt, width=80), 80)
+    lines = text.splitlines()
+    assert "…" not in text and max(map(len, lines)) <= 80
+    assert len([ln for ln in lines if "V→A" in ln and "A→V" in ln]) == 1          # one header: 2 value columns
+    codis = next(i for i, ln in enumerate(lines) if ln.startswith(" CODIS "))
+    block = "\n".join(lines[codis:codis + 12])
+    for group in ("AVE", "AVVP", "AVE→AVVP", "UCF(v)↔VGG(a)", "Avg."):
+        assert re.search(rf"^\s+(CODIS\s+)?{re.escape(group)}\s+\d", block, re.M), group
+    texts = tables.cell_texts(bt)
+    for line in texts:
+        for t in line:
+            if t.state == "ok":
+                assert f"{t.mean} ± {t.pm}" in text and (not t.paper or f"({t.paper})" in text)
+    words = " ".join(text.split())
+    assert all(" ".join(r.label.replace("->", "→").split()) in words.replace("\n", " ") or
+               all(w in words for w in r.label.replace("->", "→").split()) for r in bt.spec.rows)
+    assert " ".join(tables.caption(bt).split()) in words                 # the caption whole, at the full width
+    wide = _rendered(tables.to_rich(bt, width=200), 200)
+    assert max(map(len, wide.splitlines())) > 100 and "UCF(v)↔VGG(a)" in wide.splitlines()[2]   # wide stays wide
+
+
+def detection_store(root: Path, world: str = "default-s0") -> list:
+    """Two rows on AVVP: `good` above the all-positive F1 floor (3.8), `bad` below it on V→A."""
+    for seed in SEEDS:
+        for method, f1 in (("good", 30.0 + seed), ("bad", 1.0 + seed)):
+            put(root, method, "avvp", seed, {d: {"f1": f1 if d == "V->A" else 40.0, "mAP": 20.0, "floor_f1": 3.8,
+                                                 "chance_mAP": 3.0} for d in ("V->A", "A->V")},
+                main="f1", world=world)
+    return tables_store_results(root)
+
+
+DETECTION = {"name": "det", "seeds": [0, 1, 2], "methods": ["good", "bad"], "tasks": ["avvp"],
+             "table": {"avg": False, "columns": [{"task": "avvp", "direction": "V->A", "metric": "f1"},
+                                                 {"task": "avvp", "direction": "A->V", "metric": "f1"},
+                                                 {"task": "avvp", "direction": "V->A", "metric": "mAP"}],
+                       "rows": [{"method": "good"}, {"method": "bad"}]}}
+
+
+def test_a_cell_below_its_floor_is_marked_in_every_format(tmp_path):
+    bt = tables.build(tables.parse_table(DETECTION), detection_store(tmp_path))
+    assert [[c.below_floor for c in line] for line in bt.cells] == [[False, False, False], [True, False, False]]
+    assert bt.cells[1][0].floor == pytest.approx(3.8)
+    mark = tables.BELOW_FLOOR_MARK
+    md = tables.to_markdown(bt)
+    assert f"| bad | 2.00{mark} ± " in md and "| good | **31.00** ± " in md and md.count(mark) == 2   # + caption
+    assert f"{mark} = at or below the floor of its labels" in tables.caption(bt)
+    assert r"2.00$\downarrow$ $\pm$" in tables.to_latex(bt)
+    assert f"2.00{mark} ± " in _rendered(tables.to_rich(bt, width=200), 200)
+    rows = list(csv.DictReader(tables.to_long_csv(bt).splitlines()))
+    flags = {(r["method"], r["direction"], r["metric"], r["seed"]): r["below_floor"] for r in rows}
+    assert flags[("bad", "V->A", "f1", "0")] == "true" and flags[("good", "V->A", "f1", "0")] == "false"
+    assert flags[("bad", "A->V", "f1", "0")] == "false" and flags[("bad", "V->A", "floor_f1", "0")] == ""
+    clean = tables.build(tables.parse_table({**DETECTION, "table": {**DETECTION["table"], "rows": [
+        {"method": "good"}]}}), detection_store(tmp_path / "2"))
+    assert mark not in tables.to_markdown(clean) + tables.to_latex(clean)    # no mark, no legend when none is below
+
+
+def test_every_table_of_a_smoke_world_carries_the_banner(tmp_path):
+    smoke = tables.build(tables.parse_table(DETECTION), detection_store(tmp_path / "s", world="smoke-s0"))
+    assert tables.to_markdown(smoke).startswith(f"> **{tables.SMOKE_BANNER}**\n")
+    assert f"% {tables.SMOKE_BANNER}" in tables.to_latex(smoke)
+    assert tables.to_latex(smoke).count("plumbing only") == 2                # a comment and the caption
+    for width in (80, 200):
+        assert _rendered(tables.to_rich(smoke, width=width), width).startswith("SMOKE: ")
+    default = tables.build(tables.parse_table(DETECTION), detection_store(tmp_path / "d"))
+    assert "plumbing" not in tables.to_markdown(default) + tables.to_latex(default) + _rendered(
+        tables.to_rich(default, width=200), 200)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import claims, paper_claims
+from .. import claims, claims_narrow, paper_claims
+from .. import outputs
 from ..api import read_store
 from ..ui import console, err_console
 
@@ -22,8 +23,10 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     results_dir = Path(args.results)
+    out = outputs.check_dir(Path(args.out) if args.out else results_dir / "tables", "--out")
     found, index = paper_claims.evaluate(read_store(args.results, args.world), world=args.world)
-    console.print(claims.to_rich(found, index))
+    narrow = console.width < claims_narrow.NARROW    # a table would cut specs at 80 columns
+    console.print((claims_narrow if narrow else claims).to_rich(found, index))
     console.print("Rules (a REL b, d = a − b paired by seed):", highlight=False)
     for rel, rule in claims.RULES.items():
         console.print(f"  a {rel} b: {rule}", highlight=False, soft_wrap=True)
@@ -31,6 +34,6 @@ def main(args) -> int:
                   highlight=False)
     for w in index.warnings:
         err_console.print(f"[yellow]warning[/] {w}", soft_wrap=True, highlight=False)
-    for path in claims.write(found, index, Path(args.out) if args.out else results_dir / "tables"):
+    for path in claims.write(found, index, out):
         err_console.print(f"wrote {path}", soft_wrap=True, highlight=False)
     return 0

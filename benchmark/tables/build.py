@@ -23,6 +23,23 @@ class CellStats:
     higher_is_better: bool | None = None
     metric: str | None = None
     unconverged: bool = False    # a contributing pretraining did not pass its convergence diagnostic
+    floor: float | None = None   # mean over seeds of what an uninformative predictor scores here (FLOORS)
+    below_floor: bool = False    # the mean does not beat that floor: the cell measures nothing
+
+
+# metrics whose results record the score of an uninformative predictor on the same labels (tasks.metrics)
+FLOORS = {"f1": "floor_f1", "mAP": "chance_mAP"}
+
+
+def _floor(index: Index, row, task: str, dirs, results: list[CellResult], metric: str | None,
+           seeds: Sequence[int]) -> float | None:
+    """The mean floor of a cell's metric over its seeds (None when the metric has none or a seed lacks it)."""
+    names = {r.metric_name(metric) for r in results}
+    if len(names) != 1 or names & set(FLOORS) != names:
+        return None
+    floor_metric = FLOORS[names.pop()]
+    values = [cell_value(index, row.method, task, dirs, floor_metric, s) for s in seeds]
+    return None if not values or None in values else sum(values) / len(values)
 
 
 @dataclass(frozen=True)
@@ -153,9 +170,11 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
             for r in cell_results:
                 metrics_by_task[task].add(r.metric_name(metric))
             hib = col.higher_is_better if col.higher_is_better is not None else _hib(cell_results, metric)
-            line.append(CellStats(per_seed, stats.summarize(list(per_seed.values())) if per_seed else None,
-                                  higher_is_better=hib, metric=metric,
-                                  unconverged=any(r.converged is False for r in cell_results)))
+            summary = stats.summarize(list(per_seed.values())) if per_seed else None
+            floor = _floor(index, row, task, dirs, cell_results, metric, sorted(per_seed)) if per_seed else None
+            line.append(CellStats(per_seed, summary, higher_is_better=hib, metric=metric,
+                                  unconverged=any(r.converged is False for r in cell_results), floor=floor,
+                                  below_floor=floor is not None and hib is not False and summary.mean <= floor))
         grid.append(line)
         if table.avg:
             active = [c for c in line if not c.excluded]
@@ -167,7 +186,9 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
                                   unconverged=any(c.unconverged for c in active)))
         else:
             avgs.append(None)
-    unique = {(m["method"], m["task"], m["seed"], m["reason"]): m for m in missing}
+    optional = {r.method for r in table.rows if r.optional}   # absent on this data by design: n/a, not missing
+    unique = {(m["method"], m["task"], m["seed"], m["reason"]): m for m in missing
+              if not (m["method"] in optional and m["reason"] == "no result")}
     missing = sorted(unique.values(), key=lambda m: (m["task"], m["method"], m["seed"], m["reason"]))
     warnings = list(index.warnings) + notes
     counts = {c.summary.n for line in grid for c in line if c.summary is not None}

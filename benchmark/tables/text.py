@@ -43,10 +43,22 @@ class CellText:
     n_mark: str = ""      # "n=2" when fewer seeds than the table lists
     state: str = "ok"     # ok | missing | excluded
     bold: bool = False
-    flag: str = ""        # UNCONVERGED_MARK when a contributing pretraining is not converged
+    flag: str = ""        # UNCONVERGED_MARK when a contributing pretraining is not converged; + BELOW_FLOOR_MARK
 
 
 UNCONVERGED_MARK = "†"
+BELOW_FLOOR_MARK = "↓"
+SMOKE_BANNER = "SMOKE: a toy world and a seconds-long budget; these numbers test the plumbing only, they are not results."
+
+
+def is_smoke(world: str | None) -> bool:
+    """Whether a world label names the synthetic smoke profile (`smoke-s0`)."""
+    return str(world or "").startswith("smoke-")
+
+
+def smoke_banner(bt: BuiltTable) -> str:
+    """The one-line warning every table of a smoke world carries ("" for other worlds)."""
+    return SMOKE_BANNER if is_smoke(bt.index.world) else ""
 
 
 def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
@@ -67,6 +79,8 @@ def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
             t = CellText(paper=_fmt_paper(paper, paper_dec[j]) if shown else "")
             if c.excluded:
                 t.state = "excluded"
+            elif c.summary is None and row.optional:
+                t.mean = "n/a"
             elif c.summary is None:
                 t.state = "missing"
             else:
@@ -75,7 +89,7 @@ def cell_texts(bt: BuiltTable) -> list[list[CellText]]:
                 t.pm = f"{s.half_width:.{dec}f}" if s.ci_defined and bt.display.ci else ""
                 t.n_mark = f"n={s.n}" if s.n < len(bt.seeds) else ""
                 t.bold = i in best[j]
-                t.flag = UNCONVERGED_MARK if c.unconverged else ""
+                t.flag = (UNCONVERGED_MARK if c.unconverged else "") + (BELOW_FLOOR_MARK if c.below_floor else "")
             line.append(t)
         out.append(line)
     return out
@@ -132,6 +146,9 @@ def caption(bt: BuiltTable) -> str:
         parts.append(floors)
     if any(c.unconverged for line in bt.cells for c in line):
         parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged: {convergence.RULE}.")
+    if any(c.below_floor for line in bt.cells for c in line):
+        parts.append(f"{BELOW_FLOOR_MARK} = at or below the floor of its labels (what an uninformative predictor "
+                     f"scores: all-positive F1, chance mAP): the cell measures nothing.")
     if bt.display.paper and any(r.paper for r in spec.rows):
         parts.append(f"In parentheses: the paper's number ({spec.paper_source or 'paper'}).")
     if bt.missing:

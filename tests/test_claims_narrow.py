@@ -1,0 +1,25 @@
+"""`claims` at 80 columns: every comparison's specs printed whole (RVQ-2/3/4 told apart), no line cut short."""
+from __future__ import annotations
+
+from rich.console import Console
+
+from benchmark import claims, claims_narrow, paper_claims
+from test_claims import cells
+
+
+def test_claims_at_80_columns_print_every_spec_whole():
+    stored = cells(paper_claims.QUANTIZER_VQ, 60, mm=70, seed_noise=1) + sum(
+        (cells(s, 57 + i, mm=80, seed_noise=5 + i) for i, s in enumerate(paper_claims.QUANTIZERS.values())), [])
+    found, index = paper_claims.evaluate(stored)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(claims_narrow.to_rich(found, index))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert "…" not in text and max(map(len, lines)) <= 80
+    rvq = [c for c in found if c.number == 4][0]
+    for link in rvq.links:
+        a, b = claims.link_row(link)[0].split(f" {link.rel} ")
+        assert f"· {a} {link.rel} {b}" in text                       # the whole comparison on one line
+    assert len({ln for ln in lines if "levels=" in ln and "quantizer=rvq" in ln}) == 6   # 3 RVQ depths × 2 links
+    for c in found:
+        assert f"{c.number}. " in text and c.verdict in text
