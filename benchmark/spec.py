@@ -10,8 +10,6 @@ Everything is resolved against the registry defaults *before* hashing, so two sp
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,7 @@ import yaml
 
 from . import registry
 from .contracts import UserError
+from .hashing import stable_hash
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -27,12 +26,6 @@ MAX_SPEC_CHARS = 1000            # a whole method or task spec
 MAX_VALUE_CHARS = registry.MAX_VALUE_CHARS
 MAX_SEED = 2**32 - 1             # numpy's seed range
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def stable_hash(obj: Any, n: int = 16) -> str:
-    """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace), first n hex digits."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 def _parse_value(text: str) -> Any:

@@ -21,6 +21,7 @@ from torch import nn
 
 from benchmark.atomic import atomic_write
 from benchmark.contracts import Method, Pretrained, RunContext, UserError
+from benchmark.hashing import stable_hash
 
 from .quantizers import parse_fsq_levels
 from .precision import DTYPES, autocast, check_device
@@ -59,6 +60,8 @@ def resolve_settings(cfg: Mapping[str, Any], scales: Mapping[str, dict] | None =
     if scale not in scales:
         raise UserError(f"option 'scale' must be one of {sorted(scales)}, got {scale!r}")
     s = dict(scales[scale])
+    if "extends" in s:   # a preset stated as another one plus a few values (smoke = default at a tiny budget)
+        s = {**scales[s.pop("extends")], **s}
     s.update({k: v for k, v in cfg.items() if v is not None})
     kind = s.get("quantizer", "vq")
     if s.get("levels") is None:
@@ -341,7 +344,6 @@ class CodebookMethod(Method):
         """Raise UserError for corpus shapes the model cannot train on (beyond `modalities_of`)."""
 
     def resume_tag(self, settings: Mapping[str, Any], shapes, corpus, seed: int) -> str:
-        from benchmark.spec import stable_hash
         return stable_hash({"method": self.name, "settings": {k: v for k, v in settings.items() if k != "epochs"},
                             "shapes": {m: list(v) for m, v in shapes.items()}, "corpus": corpus.fingerprint,
                             "seed": int(seed)})
