@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from . import runner
 from . import spec as specs
 from . import stats
-from .contracts import UserError
+from .contracts import MODALITY_ORDER, UserError
 from .results import CellResult
 from .store import Store
 
@@ -186,7 +186,6 @@ def choose_budget(points, methods: Sequence[str], budgets: Sequence[int],
 def table_rows(points, methods: Sequence[str], budgets: Sequence[int],
                directions: Sequence[str] = ("V->A", "A->A"), chance: float | None = None) -> list[dict[str, Any]]:
     """One row per (method, budget): mean ± CI per direction and the convergence verdict."""
-    from methods.base import MODALITY_ORDER
     rows = []
     for m in methods:
         for b in sorted(set(budgets)):

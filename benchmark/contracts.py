@@ -65,6 +65,9 @@ class RunContext:
 
 
 # --------------------------------------------------------------------------- data
+MODALITY_ORDER = ("audio", "video", "text")   # canonical modality order (the released sequential MM-EMA order)
+
+
 @runtime_checkable
 class Corpus(Protocol):
     """A pretraining corpus (paired clips, several modalities), streamed in batches.

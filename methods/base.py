@@ -20,14 +20,13 @@ import torch
 from torch import nn
 
 from benchmark.atomic import atomic_write
-from benchmark.contracts import Method, Pretrained, RunContext, UserError
+from benchmark.contracts import MODALITY_ORDER, Method, Pretrained, RunContext, UserError
 from benchmark.hashing import stable_hash
 
 from .quantizers import parse_fsq_levels
 from .precision import DTYPES, autocast, check_device
 from .trainer import TrainConfig, TrainResult, train, training_summary
 
-MODALITY_ORDER = ("audio", "video", "text")   # the released sequential MM-EMA order (a, then v, then t)
 
 _PRESETS_CARD = Path(__file__).with_name("_pretrained.yaml")
 
