@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .mutual_info import mlp
+from .mutual_info import distinct_rows, mlp
 
 
 class TemporalTransformer(nn.Module):
@@ -168,6 +168,18 @@ class TextFrontEnd(nn.Module):
         return self.lstm(x)[0]
 
 
+def once_per_distinct_clip(fn, x: Tensor) -> Tensor:
+    """fn(x) for `[B, ...]` clips, with fn run once per distinct clip and its outputs gathered back to every clip.
+
+    Why: the pretraining corpus gives every clip of a class the class prompt, so a batch of 128 holds ~40 % repeated
+    sentences; gathering the BiLSTM's outputs is the same function (and, through the gather's backward, the same
+    gradient) at the cost of the distinct clips. Inputs that need a gradient, or with no repeat, go through whole."""
+    rows = None if x.requires_grad or x.shape[0] < 2 else distinct_rows(x.reshape(x.shape[0], -1))
+    if rows is None or rows.values.shape[0] == x.shape[0]:
+        return fn(x)
+    return fn(rows.values.view(-1, *x.shape[1:]))[rows.inverse]
+
+
 class ModalityBranch(nn.Module):
     """One modality's front-end, Φ (general), optional Ψ (specific) and optional decoder.
 
@@ -218,7 +230,7 @@ class ModalityBranch(nn.Module):
 
     def inputs(self, x: Tensor) -> Tensor:
         """Front-end output (text BiLSTM) or x itself: what Φ and Ψ read and the decoder rebuilds."""
-        return self.front(x) if self.front is not None else x
+        return once_per_distinct_clip(self.front, x) if self.front is not None else x
 
     def general(self, feats: Tensor) -> Tensor:
         """Φ: `[B, T, ...]` -> z `[B, T, D]`."""

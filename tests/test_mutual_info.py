@@ -142,12 +142,12 @@ def test_distinct_rows_are_exact_and_a_collision_falls_back():
     nearly = codebook[idx].reshape(-1, 8).clone()
     nearly[0, 3] = torch.nextafter(nearly[0, 3], torch.tensor(math.inf))     # one ulp apart: a distinct row
     assert mi.distinct_rows(nearly).values.shape[0] == rows.values.shape[0] + 1
-    original = mi._hash_weights
+    original = mi._projection
     try:                                                   # every row hashes alike: verification must refuse
-        mi._hash_weights = lambda width, device: torch.zeros(width, dtype=torch.int64)
+        mi._projection = lambda width, dtype, device: torch.zeros(2, width, dtype=dtype)
         assert mi.distinct_rows(codebook[idx]) is None
     finally:
-        mi._hash_weights = original
+        mi._projection = original
 
 
 def test_club_fit_on_distinct_codes_has_the_same_loss_and_gradients():

@@ -82,6 +82,21 @@ def test_step_losses_and_gradients_are_pinned(pins, case):
         assert got["grad_norms"][k] == pytest.approx(w, rel=RTOL, abs=ATOL), f"{case}: gradient of {k}"
 
 
+def test_text_front_end_runs_once_per_distinct_clip():
+    from methods.base import resolve_settings
+    from methods.encoders import ModalityBranch
+    torch.manual_seed(0)
+    branch = ModalityBranch("text", (6, 20), resolve_settings({}), text_front=True).double()
+    seen = []
+    branch.front.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    x = fixed_batch(CASES["dcid"][0])["text"]
+    assert torch.allclose(branch.inputs(x), branch.front.lstm(x)[0], rtol=1e-12, atol=1e-12)
+    assert seen == [PROMPTS]                    # the hook saw the 5 distinct prompts, not the 12 clips
+    x = x.clone().requires_grad_()              # an input that needs its own gradient goes through whole
+    branch.inputs(x)
+    assert seen[-1] == BATCH
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--record"]:
         sys.exit("usage: python tests/test_step_equivalence.py --record   (re-records the pinned values)")
