@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Mapping
 
 import torch
 from torch import Tensor
+
+from .precision import full_precision
 
 
 REFERENCE_DIM = 256   # the released code width, at which −‖z − e‖ is used unscaled
@@ -29,9 +32,68 @@ def cmcm_scale(settings) -> float:
     return float(value) if value is not None else math.sqrt(REFERENCE_DIM / float(settings["code_dim"]))
 
 
+def cmcm_applies(settings) -> bool:
+    """Whether CMCM runs for these settings. Off for RVQ as released (`rvq_mode=release`), and off for FSQ unless
+    `cmcm_scale` gives its temperature: −‖u − g‖ on FSQ's normalised grid (distances ≤ 2·sqrt(d)) with the
+    sqrt(256/D) VQ scale leaves the soft assignment nearly uniform (CMCM effectively off but still costing a
+    grid-wide distance matrix), and no release pairs CMCM with FSQ (docs/FIDELITY.md)."""
+    if not settings.get("cmcm", True):
+        return False
+    kind = settings.get("quantizer", "vq")
+    if kind == "rvq":
+        return settings.get("rvq_mode") != "release"
+    if kind == "fsq":
+        return settings.get("cmcm_scale") is not None
+    return True
+
+
 def soft_code_assignment(logits: Tensor) -> Tensor:
     """Per-clip code distribution: logits −‖z − e‖ `[B, T, L]` -> softmax over codes, mean over T `[B, L]`."""
     return logits.softmax(-1).mean(1)
+
+
+class FixedCodebookAssignment(torch.autograd.Function):
+    """`soft_code_assignment(−s·‖z − e‖)` for a codebook e that takes no gradient (an EMA buffer), as one node.
+
+    Why: written with tensor ops, the `[B·T, L]` distance matrix goes through ~10 elementwise passes forward and as
+    many backward (square, sum, clamp twice, sqrt, negate, scale, softmax, mean); here ‖z − e‖² comes from one
+    GEMM, the passes are in place and the backward is written out: dz = 2(Σ_k g_k·z − g·e) with g = ∂L/∂‖z − e‖²
+    (zero where the distance was clamped at 1e-12, as the clamp's gradient is). Same function, same gradient."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, codebook: Tensor, scale: float) -> Tensor:
+        flat = z.reshape(-1, z.shape[-1])
+        d2 = torch.addmm(codebook.pow(2).sum(-1), flat, codebook.t(), alpha=-2.0)
+        d2.add_(flat.pow(2).sum(-1, keepdim=True))
+        clamped = d2 < 1e-12
+        dist = d2.clamp_min_(1e-12).sqrt_()
+        probs = torch.softmax(dist * -scale, -1)
+        ctx.save_for_backward(flat, codebook, dist, probs, clamped if bool(clamped.any()) else None)
+        ctx.shape, ctx.scale = z.shape, scale
+        return probs.view(*z.shape[:2], -1).mean(1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        flat, codebook, dist, probs, clamped = ctx.saved_tensors
+        b, t = ctx.shape[0], ctx.shape[1]
+        per_step = (grad / t).unsqueeze(1)                                   # mean over T
+        p = probs.view(b, t, -1)
+        g = (per_step - (p * per_step).sum(-1, keepdim=True)).mul_(p)       # softmax backward
+        g = g.view_as(dist).mul_(-0.5 * ctx.scale).div_(dist)                # ∂/∂‖z − e‖² through −s·sqrt
+        if clamped is not None:
+            g.masked_fill_(clamped, 0.0)
+        dz = torch.addmm(flat * g.sum(-1, keepdim=True), g, codebook, alpha=-1.0).mul_(2.0)
+        return dz.view(ctx.shape), None, None
+
+
+@full_precision
+def code_distributions(quantizer, z: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """`{m: soft_code_assignment(quantizer.cmcm_logits(z_m))}` `[B, L]`, each one `FixedCodebookAssignment` node
+    when the quantizer's CMCM logits are distances to a table without gradient (`quantizer.cmcm_codebook`)."""
+    book = getattr(quantizer, "cmcm_codebook", None)
+    if book is None or book.requires_grad:
+        return {m: soft_code_assignment(quantizer.cmcm_logits(v)) for m, v in z.items()}
+    return {m: FixedCodebookAssignment.apply(v, book.to(v.dtype), float(quantizer.logit_scale)) for m, v in z.items()}
 
 
 def code_matching_scores(p_x: Tensor, p_y: Tensor, eps: float = 1e-10) -> Tensor:
@@ -53,7 +115,11 @@ def cmcm_pair_loss(p_x: Tensor, p_y: Tensor, eps: float = 1e-5) -> Tensor:
 
 def cmcm_loss(logits: dict[str, Tensor], weight: float = 0.5) -> Tensor:
     """`weight` · Σ over unordered modality pairs of `cmcm_pair_loss`; logits `{m: [B, T, L]}`."""
-    probs = {m: soft_code_assignment(v) for m, v in logits.items()}
+    return code_matching_loss({m: soft_code_assignment(v) for m, v in logits.items()}, weight)
+
+
+def code_matching_loss(probs: Mapping[str, Tensor], weight: float = 0.5) -> Tensor:
+    """`cmcm_loss` from the per-clip code distributions `{m: [B, L]}` (e.g. `code_distributions`)."""
     pairs = list(itertools.combinations(probs, 2))
     if not pairs:
         raise ValueError("CMCM needs at least two modalities")

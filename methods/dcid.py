@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .alignment import cmcm_loss
+from .alignment import cmcm_applies, code_distributions, code_matching_loss
 from .base import CodebookMethod, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .mutual_info import CLUB, CrossCPC
@@ -38,8 +38,7 @@ class DCIDModel(BranchedModel):
                                     for m in self.modalities}) if s["club"] else None
         self.cpc = CrossCPC(self.modalities, d, int(s["cpc_hidden"]), int(s["cpc_layers"]),
                             int(s["cpc_horizon"])) if s["cpc"] else None
-        # the released RVQ variant runs without CMCM (rvq_mode=per_level keeps the `cmcm` switch)
-        self.use_cmcm = bool(s["cmcm"]) and not (s["quantizer"] == "rvq" and s["rvq_mode"] == "release")
+        self.use_cmcm = cmcm_applies(s)     # off for released RVQ, and for FSQ without a calibrated cmcm_scale
 
 
     def estimators(self) -> dict[str, nn.Module]:
@@ -74,7 +73,7 @@ class DCIDModel(BranchedModel):
         if self.cpc is not None:
             losses["cpc"] = self.cpc(z, generator)
         if self.use_cmcm:
-            losses["cmcm"] = cmcm_loss({m: self.quantizer.cmcm_logits(z[m]) for m in self.modalities})
+            losses["cmcm"] = code_matching_loss(code_distributions(self.quantizer, z))
         return losses
 
 

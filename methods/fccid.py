@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from benchmark.contracts import UserError
 
-from .alignment import cmcm_loss
+from .alignment import cmcm_applies, cmcm_loss
 from .base import CodebookMethod, canonical_modalities
 from .encoders import ModalityBranch, VectorDecoder
 from .mutual_info import CLUB, CrossCPC, info_nce
@@ -61,7 +61,7 @@ class FCCIDModel(nn.Module):
         self.clubs = nn.ModuleDict({k: CLUB(d, y_dims[k], hidden) for k, on in wanted.items() if on})
         self.cpc = (CrossCPC(AV, d, int(s["cpc_hidden"]), int(s["cpc_layers"]), int(s["cpc_horizon"]))
                     if s["cpc"] else None)
-        self.use_nce, self.nce_tau, self.use_cmcm = bool(s["nce"]), float(s["nce_tau"]), bool(s["cmcm"])
+        self.use_nce, self.nce_tau, self.use_cmcm = bool(s["nce"]), float(s["nce_tau"]), cmcm_applies(s)
 
     # --- inference: per second through the coarse path ---------------------------------------------------
     def general(self, modality: str, x: Tensor) -> Tensor:

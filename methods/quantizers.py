@@ -14,12 +14,15 @@ refiners (TOC) read; `distance_logits(z)` gives −‖z − e‖ over the codes 
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from benchmark.contracts import UserError
 
 from .alignment import cmcm_scale
 from .precision import full_precision
@@ -97,6 +100,7 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     logit_scale: float = 1.0     # CMCM sharpness; set from the method's settings (`alignment.cmcm_scale`)
+    cmcm_codebook: Tensor | None = None   # the table `distance_logits` measures to, when it takes no gradient
 
     def cmcm_logits(self, z: Tensor) -> Tensor:
         """The logits CMCM's soft assignment uses: `distance_logits` × `logit_scale`."""
@@ -152,6 +156,10 @@ class MultiModalEMAQuantizer(Quantizer):
     @full_precision
     def distance_logits(self, z: Tensor) -> Tensor:
         return distance_logits(z, self.embedding)
+
+    @property
+    def cmcm_codebook(self) -> Tensor:
+        return self.embedding
 
     @full_precision
     def forward(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> QuantizerOutput:
@@ -273,6 +281,10 @@ class ResidualQuantizer(Quantizer):
     def distance_logits(self, z: Tensor) -> Tensor:
         return self.stages[0].distance_logits(z)
 
+    @property
+    def cmcm_codebook(self) -> Tensor:
+        return self.stages[0].embedding
+
     @full_precision
     def forward(self, z: dict[str, Tensor], generator: torch.Generator | None = None) -> QuantizerOutput:
         names = [m for m in self.modalities if m in z]
@@ -309,6 +321,9 @@ def parse_fsq_levels(value) -> list[int]:
     return list(value)
 
 
+MAX_GRID = 1 << 16      # FSQ codes the codebook view may list (the FSQ paper's largest level set, 8x8x8x5x5x5, has 64,000)
+
+
 class FiniteScalarQuantizer(Quantizer):
     """FSQ: z `[.., D]` → Linear → d = len(levels) dims, bound to (−L_i/2, L_i/2), round (straight-through),
     normalise to [−1, 1], Linear back to D. The implicit codebook is the grid of prod(levels) points; no EMA,
@@ -326,10 +341,22 @@ class FiniteScalarQuantizer(Quantizer):
         self.register_buffer("_half", torch.div(lv, 2, rounding_mode="floor"))
         basis = torch.cumprod(torch.tensor([1] + levels[:-1]), 0)
         self.register_buffer("_basis", basis)
-        # every grid point, in index order: digit i of index k is (k // basis_i) % L_i
-        k = torch.arange(int(torch.prod(torch.tensor(levels))))
-        digits = (k[:, None] // basis) % torch.tensor(levels)
-        self.register_buffer("grid", (digits - self._half.long()).double() / self._half)
+        self.size = math.prod(levels)
+
+    def points(self, idx: Tensor) -> Tensor:
+        """Normalised grid coordinates of code indices `[..]` -> `[.., d]` (digit i of k is (k // basis_i) % L_i):
+        computed from the index, so the grid itself is never stored."""
+        digits = (idx.long()[..., None] // self._basis) % self._levels.long()
+        return (digits - self._half.long()).to(self._half.dtype) / self._half
+
+    @property
+    def grid(self) -> Tensor:
+        """Every grid point in index order `[prod(levels), d]`; only for the codebook view (TOC, usage) and CMCM,
+        refused beyond MAX_GRID points (a high-precision level set trains and encodes without it)."""
+        if self.size > MAX_GRID:
+            raise UserError(f"fsq: levels {self.levels} make {self.size:,} codes; listing them all (TOC, CMCM) is "
+                            f"limited to {MAX_GRID:,} (use fewer levels)")
+        return self.points(torch.arange(self.size, device=self._basis.device))
 
     def bound(self, h: Tensor) -> Tensor:
         """tanh bound so that rounding yields exactly L_i values per dim (offset ½ for even L_i)."""
@@ -354,7 +381,7 @@ class FiniteScalarQuantizer(Quantizer):
     @full_precision
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor]:
         _, idx = self._grid_coords(z)
-        return self.codebooks[0][idx], idx
+        return self.project_out(self.points(idx).to(self.project_out.weight.dtype)), idx
 
     @full_precision
     def distance_logits(self, z: Tensor) -> Tensor:

@@ -9,8 +9,8 @@ rebuilds z̄_1^m. Codes of both layers are concatenated at inference: `encode` -
 `only1` (Table II "SRCID(only1)") encodes with layer 1 alone: `[N, T, D1]`, one codebook, codes `[N, T]`.
 
 No public code exists (docs/ORIGINAL_CODE.md §4); design decisions follow the closest released code, H-DCID (§2.3):
-- Warm start: layer-2 losses join, weighted 0.3 (`layer2_weight`), from epoch `warm_epoch` on (H-DCID: after 3 of 5
-  epochs), or earlier once the running mean of layer 1's summed CLUB estimate falls below `warm_mi` (the paper:
+- Warm start: layer-2 losses join, weighted 0.3 (`layer2_weight`), from epoch round(`warm_frac` · epochs) on
+  (H-DCID: epoch 3 of 5, so 0.6; a fixed `warm_epoch` overrides it), or earlier once the running mean of layer 1's summed CLUB estimate falls below `warm_mi` (the paper:
   "once the first layer's MI loss approaches 0"; null = epoch rule only). Before that layer 2 is not run at all and its
   CLUB estimators are not fitted (as H-DCID). Once on, it stays on (a buffer, so a resumed run keeps it).
 - Layer-2 input: the vector CLUB compares with layer 1's code (audio/text: Ψ_1's output; video maps: the pooled
@@ -39,6 +39,15 @@ from .turn import ConcatCodebooks, ConcatPretrained
 INFERENCE_ONLY = ("only1",)     # options that never change pretraining (excluded from the resume tag)
 
 
+def warm_start_epoch(s: Mapping[str, Any]) -> int:
+    """The 0-based epoch layer 2 joins: `warm_epoch`, else round(warm_frac · epochs). Why a share of the budget:
+    the paper adds layer 2 once layer 1 has converged, and a constant epoch goes stale whenever the budget moves
+    (warm_epoch = 2 of 16 joined layer 2 while layer 1 was still at chance)."""
+    if s.get("warm_epoch") is not None:
+        return int(s["warm_epoch"])
+    return int(round(float(s["warm_frac"]) * int(s["epochs"])))
+
+
 def prefixed(step: Step | None, prefix: str) -> Step | None:
     """The same step, but estimator names get `prefix` (each layer's DCID names its CLUBs by modality)."""
     if step is None or step.fit is None:
@@ -55,7 +64,7 @@ class SRCIDModel(nn.Module):
         self.layer1 = DCIDModel(shapes, {**s, "club": s["club_l1"]})
         shapes2 = {m: (shapes[m][0], self.layer1.branches[m].club_dim) for m in self.modalities}
         self.layer2 = DCIDModel(shapes2, {**s, "club": s["club_l2"], "text_lstm": False})
-        self.weight2, self.warm_epoch = float(s["layer2_weight"]), int(s["warm_epoch"])
+        self.weight2, self.warm_epoch = float(s["layer2_weight"]), warm_start_epoch(s)
         self.warm_mi = None if s.get("warm_mi") is None else float(s["warm_mi"])
         self.register_buffer("layer2_on", torch.tensor(False))
         self.register_buffer("mi1_running", torch.tensor(float("nan")))
@@ -150,16 +159,24 @@ class SRCID(CodebookMethod):
     def validate(self, cfg: Mapping[str, Any]) -> None:
         super().validate(cfg)
         s = self.settings(cfg)
-        if s["warm_epoch"] < 0 or not s["layer2_weight"] >= 0:
+        if (s.get("warm_epoch") is not None and s["warm_epoch"] < 0) or not s["layer2_weight"] >= 0:
             raise UserError(f"method '{self.name}': warm_epoch and layer2_weight must be >= 0, "
-                            f"got {s['warm_epoch']} and {s['layer2_weight']}")
+                            f"got {s.get('warm_epoch')} and {s['layer2_weight']}")
+        if not 0.0 <= float(s["warm_frac"]) <= 1.0:
+            raise UserError(f"method '{self.name}': warm_frac must be in [0, 1], got {s['warm_frac']}")
+
+    def schedule_depends_on_epochs(self, settings: Mapping[str, Any]) -> bool:
+        """With a warm start at a share of the budget, a shorter run is not a prefix of a longer one (the budget
+        study then trains each budget on its own)."""
+        return settings.get("warm_epoch") is None
 
     def build_model(self, shapes, settings) -> SRCIDModel:
         return SRCIDModel(shapes, settings)
 
     def resume_tag(self, settings, shapes, corpus, seed: int) -> str:
-        return super().resume_tag({k: v for k, v in settings.items() if k not in INFERENCE_ONLY}, shapes, corpus,
-                                  seed)
+        """Inference-only options left out; the resolved warm-start epoch kept in (it depends on the budget)."""
+        kept = {k: v for k, v in settings.items() if k not in INFERENCE_ONLY}
+        return super().resume_tag({**kept, "warm_start": warm_start_epoch(settings)}, shapes, corpus, seed)
 
     def inference_view(self, pretrained: SRCIDPretrained, cfg: Mapping[str, Any]) -> SRCIDPretrained:
         """Apply the inference-only options (`only1`) to a pretrained SRCID, whichever `only1` it was trained with."""

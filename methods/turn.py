@@ -2,7 +2,8 @@
 
 No public code exists (docs/ORIGINAL_CODE.md §5); this follows the paper's alignment stream:
 - each modality's modal-general feature z^m `[B, T, D]` is split into q chunks `[B, T, q, D/q]`, chunk k quantized by
-  its own codebook (k's codebook shared by all modalities, nearest code + EMA); the code of a second is the
+  its own codebook of `codebook_size / q` codes (k's codebook shared by all modalities, nearest code + EMA; the
+  total is fixed, as TURN's group sweep keeps it); the code of a second is the
   concatenation of its q chunk codes `[B, T, D]` (`codes` -> `[N, T, q]`);
 - L_contra: in-batch InfoNCE (cosine, temperature τ_c) between clip-pooled features of every modality pair;
 - self-cross reconstruction: decoder D^m rebuilds x^m from m's own code (self) and from every other modality's code
@@ -99,6 +100,13 @@ def pooled_info_nce(z: Mapping[str, Tensor], temperature: float) -> Tensor:
                for a, b in itertools.combinations(pooled, 2))
 
 
+def codes_per_chunk(s: Mapping[str, Any]) -> int:
+    """`codebook_size` is the total over the chunks (TURN sweeps the number of groups at a fixed total), split
+    evenly; `codebook_per=chunk` gives every chunk `codebook_size` codes (the earlier reading)."""
+    size = int(s["codebook_size"])
+    return size if s.get("codebook_per") == "chunk" else size // int(s["chunks"])
+
+
 # --------------------------------------------------------------------------- model
 class TURNModel(BranchedModel):
     """Φ per modality, q chunk codebooks shared by the modalities, one decoder per modality (self + cross)."""
@@ -111,7 +119,7 @@ class TURNModel(BranchedModel):
                                                          decoder_side=False) for m in self.modalities})
         # plain VQ-EMA per chunk: each modality moves its own codes (no multi-modal EMA), commitment β (TURN's VQ)
         self.chunk_quantizers = nn.ModuleList(
-            MultiModalEMAQuantizer(self.modalities, int(s["codebook_size"]), d // q, decay=s["decay"],
+            MultiModalEMAQuantizer(self.modalities, codes_per_chunk(s), d // q, decay=s["decay"],
                                    beta=s["beta"], self_weight=1.0, dead_after=s["dead_after"],
                                    cross_commitment=False) for _ in range(q))
         self.w_recon, self.w_nce = float(s["w_recon"]), float(s["w_nce"])
@@ -145,6 +153,9 @@ class TURN(CodebookMethod):
     def validate(self, cfg: Mapping[str, Any]) -> None:
         super().validate(cfg)
         s = self.settings(cfg)
+        if s.get("codebook_per", "total") == "total" and s["codebook_size"] % s["chunks"]:
+            raise UserError(f"method '{self.name}': codebook_size {s['codebook_size']} (the total) must be divisible "
+                            f"by chunks {s['chunks']} (or set codebook_per=chunk)")
         if s["chunks"] < 1 or s["code_dim"] % s["chunks"]:
             raise UserError(f"method '{self.name}': code_dim {s['code_dim']} must be divisible by chunks "
                             f"{s['chunks']} (each chunk has its own codebook of width code_dim/chunks)")

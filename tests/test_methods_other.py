@@ -99,9 +99,13 @@ def test_turn_codes_are_chunk_codes_side_by_side():
     x = corpus.arrays["text"][:3]
     codes, vectors = p.codes("text", x), p.encode("text", x)
     assert codes.shape == (3, 4, 4) and vectors.shape == (3, 4, 16) and p.dim == 16
-    assert [tuple(cb.shape) for cb in p.codebooks] == [(32, 4)] * 4
+    assert [tuple(cb.shape) for cb in p.codebooks] == [(8, 4)] * 4        # codebook_size 32 is the total
     rebuilt = torch.cat([p.codebooks[k][codes[..., k]] for k in range(4)], -1)
     assert torch.allclose(rebuilt, vectors)
+    per_chunk = pretrain("turn", {"chunks": 4, "codebook_per": "chunk"}, corpus, epochs=1)
+    assert [tuple(cb.shape) for cb in per_chunk.codebooks] == [(32, 4)] * 4
+    with pytest.raises(UserError, match="divisible"):
+        pretrain("turn", {"chunks": 3, "code_dim": 12, "heads": 1}, corpus, epochs=1)
 
 
 def test_concat_codebooks_quantize_each_slice_with_its_own_codebook():
@@ -255,6 +259,26 @@ def test_srcid_warm_start_runs_layer1_alone_before_warm_epoch():
     assert not bool(never.model.layer2_on) and bool(early.model.layer2_on)
 
 
+def test_srcid_warm_start_is_a_share_of_the_budget_unless_fixed():
+    """Layer 2 joins at round(0.6 · epochs) (H-DCID: epoch 3 of 5), so it follows the budget instead of going
+    stale; a run is then not a prefix of a longer one: the resume tag and the budget study say so."""
+    from methods.srcid import warm_start_epoch
+    srcid = registry.get("method", "srcid").load()
+    s16, s32 = (srcid.settings({**registry.get("method", "srcid").defaults(), "epochs": e}) for e in (16, 32))
+    assert (warm_start_epoch(s16), warm_start_epoch(s32)) == (10, 19)
+    assert warm_start_epoch(srcid.settings({**registry.get("method", "srcid").defaults(), "scale": "paper"})) == 3
+    assert warm_start_epoch({**s16, "warm_epoch": 2}) == 2
+    assert srcid.schedule_depends_on_epochs(s16) and not srcid.schedule_depends_on_epochs({**s16, "warm_epoch": 2})
+    corpus, _ = paired_corpus(n=8)
+    shapes = {m: corpus.feature_shape(m) for m in corpus.modalities}
+    assert srcid.resume_tag(s16, shapes, corpus, 0) != srcid.resume_tag(s32, shapes, corpus, 0)
+    fixed = [{**s, "warm_epoch": 2} for s in (s16, s32)]
+    assert srcid.resume_tag(fixed[0], shapes, corpus, 0) == srcid.resume_tag(fixed[1], shapes, corpus, 0)
+    p = pretrain("srcid", {"warm_epoch": None, "warm_frac": 0.5, "mi_steps": 1}, paired_corpus(n=64)[0], epochs=2)
+    first, second = p.history
+    assert not any(k.startswith("l2_") for k in first) and "l2_club_text" in second
+
+
 def test_srcid_only1_changes_inference_not_pretraining(tmp_path):
     corpus, _ = paired_corpus(n=40)
     both = pretrain("srcid", {"mi_steps": 1}, corpus, epochs=1)
@@ -284,7 +308,7 @@ def test_ablation_switches_and_resolved_presets_are_listed_by_ls():
         assert key in out.stdout, key
     scales = yaml.safe_load((ROOT / "methods" / "_pretrained.yaml").read_text())["scales"]   # read from the card
     preset, paper = scales["default"], scales["paper"]
-    assert f"epochs=None → {preset['epochs']} (paper: {paper['epochs']})" in out.stdout
+    assert f"epochs=None → {preset['epochs']} (paper: {paper['epochs']}" in out.stdout
     assert f"batch_size=None → {preset['batch_size']} (paper: {paper['batch_size']})" in out.stdout
 
 

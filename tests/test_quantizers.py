@@ -225,3 +225,35 @@ def test_dcid_with_released_rvq_has_no_cmcm_term():
     assert s["rvq_mode"] == "release"
     assert method.build_model({"audio": (10, 8), "video": (10, 8)}, s).use_cmcm is False
     assert "rvq_mode" not in method.settings(entry.defaults())     # VQ settings (and keys) do not carry it
+
+
+# --------------------------------------------------------------------------- FSQ: no stored grid, CMCM only on request
+def test_fsq_codes_are_computed_from_the_index_and_match_the_listed_grid():
+    from methods.quantizers import FiniteScalarQuantizer
+    torch.manual_seed(0)
+    q = FiniteScalarQuantizer(["audio", "video"], [8, 5, 5, 5], 16)
+    z = torch.randn(3, 4, 16)
+    codes, idx = q.quantize(z)
+    assert torch.allclose(codes, q.codebooks[0][idx], atol=1e-6)
+    assert "grid" not in q.state_dict()                   # nothing prod(levels)-sized is stored or saved
+
+
+def test_fsq_with_a_high_precision_level_set_trains_without_listing_its_grid():
+    from benchmark.contracts import UserError
+    from methods.quantizers import FiniteScalarQuantizer
+    q = FiniteScalarQuantizer(["audio", "video"], [8, 8, 8, 8, 5, 5, 5], 16)     # 512,000 codes
+    out = q({"audio": torch.randn(2, 3, 16, requires_grad=True), "video": torch.randn(2, 3, 16)})
+    assert out.quantized["audio"].shape == (2, 3, 16) and int(out.indices["audio"].max()) < 512_000
+    out.quantized["audio"].sum().backward()              # straight-through gradient reaches the projection
+    with pytest.raises(UserError, match="512,000 codes"):
+        q.codebooks
+
+
+def test_cmcm_runs_for_vq_not_for_released_rvq_nor_for_fsq_without_a_temperature():
+    from methods.alignment import cmcm_applies
+    assert cmcm_applies({"cmcm": True, "quantizer": "vq"})
+    assert not cmcm_applies({"cmcm": False, "quantizer": "vq"})
+    assert not cmcm_applies({"cmcm": True, "quantizer": "rvq", "rvq_mode": "release"})
+    assert cmcm_applies({"cmcm": True, "quantizer": "rvq", "rvq_mode": "per_level"})
+    assert not cmcm_applies({"cmcm": True, "quantizer": "fsq", "cmcm_scale": None})
+    assert cmcm_applies({"cmcm": True, "quantizer": "fsq", "cmcm_scale": 8.0})
