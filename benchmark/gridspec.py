@@ -1,4 +1,4 @@
-"""Grid files (`benchmark/grids/NAME.yaml` or a path): found, read and type-checked, and expanded into cells.
+"""Grid files (`benchmark/grids/NAME.yaml` or a path): found, read and type-checked (`grid` plans their cells).
 
 Harness layer: `grid` runs what this loads, `table` / `claims` / the figures read the same files for their
 `table:` sections, so none of them imports the CLI.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from . import registry, runner
+from . import registry
 from . import spec as specs
 from .contracts import UserError
 
@@ -140,20 +140,6 @@ def _apply_method_options(grid: dict, where: str) -> None:
         for row in table.get("rows") or []:
             if isinstance(row, dict) and isinstance(row.get("method"), str):
                 row["method"] = specs.with_base_options(row["method"], options)
-
-
-def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:
-    """The union of the cells of every block of every grid (each grid with its own seeds unless --seeds is given),
-    deduplicated and sorted."""
-    cells, seen = [], set()
-    for grid in grids:
-        for block in grid["_blocks"]:
-            for cell in runner.plan(block["methods"], block["tasks"], seeds or grid.get("seeds") or [0], world):
-                ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
-                if ident not in seen:
-                    seen.add(ident)
-                    cells.append(cell)
-    return sorted(cells, key=runner.Cell.sort_key)
 
 
 def table_names() -> list[str]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import runner
-from ..gridspec import expand_all, find_grid, load_grid
+from ..gridspec import find_grid, load_grid
 from ..store import Store
 from ..ui import console, grid_tables
 from ._common import add_run_options, execute, options_from
@@ -41,3 +41,17 @@ def main(args) -> int:
                                   if o.result is not None]):
             console.print(table)
     return code
+
+
+def expand_all(grids: list[dict], seeds: list[int] | None, world) -> list:
+    """The union of the cells of every block of every grid (each grid with its own seeds unless --seeds is given),
+    deduplicated and sorted."""
+    cells, seen = [], set()
+    for grid in grids:
+        for block in grid["_blocks"]:
+            for cell in runner.plan(block["methods"], block["tasks"], seeds or grid.get("seeds") or [0], world):
+                ident = (cell.method.canonical(), cell.task.canonical(), cell.seed)
+                if ident not in seen:
+                    seen.add(ident)
+                    cells.append(cell)
+    return sorted(cells, key=runner.Cell.sort_key)
