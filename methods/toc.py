@@ -218,6 +218,14 @@ class TOC(Refiner):
     def generator(self, cfg: Mapping[str, Any], ctx) -> torch.Generator | None:
         return None
 
+    def kept_dims(self, codebook, cfg: Mapping[str, Any]) -> list[int]:
+        """The dims TOC keeps of one codebook `[L, D]` (`q` null = half its width): what `plot toc-heatmap` draws,
+        reached through the registry like every other use of the refiner."""
+        check_options(cfg)
+        book = torch.as_tensor(codebook)
+        q = resolve_q(cfg.get("q"), book.shape[1])
+        return select_dims(toc_scores(book, cfg["lam"], cfg["criterion"]), q, cfg["max"], cfg["min"]).tolist()
+
     def refine(self, pretrained: Pretrained, cfg: Mapping[str, Any], ctx) -> TOCPretrained:
         if not getattr(pretrained, "discrete", False):
             raise UserError(f"{self.suffix} needs a discrete method (a codebook); '{pretrained.method}' is continuous")

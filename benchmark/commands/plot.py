@@ -97,18 +97,15 @@ def _toc_heatmap_parser(figures) -> None:
 
 
 def toc_heatmap_main(args) -> int:
-    import torch
-
-    from methods.toc import check_options, resolve_q, select_dims, toc_scores
-
+    from .. import registry
     from ..plots import toc_heatmap
     from ..ui import console
     cfg = {"q": args.q, "lam": args.lam, "criterion": args.criterion, "max": args.max, "min": args.min}
-    check_options(cfg)
+    entry = registry.get("refiner", "toc")
+    entry.validate(cfg)                                  # the options, before the codebook file is read
     key, codebook = load_codebook(args.codebook, args.key)
-    q = resolve_q(args.q, codebook.shape[1])
-    kept = select_dims(toc_scores(torch.from_numpy(codebook), args.lam, args.criterion), q, args.max, args.min)
-    summary = toc_heatmap(codebook, kept.tolist(), args.out,
+    kept = entry.load().kept_dims(codebook, cfg)
+    summary = toc_heatmap(codebook, kept, args.out,
                           title=f"TOC ({args.criterion}, λ={args.lam:g}, max:min={args.max}:{args.min})")
     source = f" ('{key}')" if key and not args.key else ""
     console.print(f"wrote {summary['path']}{source}: {codebook.shape[0]} codes, kept {len(kept)} of {codebook.shape[1]} "
