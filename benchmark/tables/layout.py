@@ -34,6 +34,8 @@ class Row:
     sep: bool = False
     x: float | None = None
     reference: bool = False     # a floor / baseline / ceiling row: shown, never bold, not a competitor
+    optional: bool = False      # a row only some data can have (the oracle needs a synthetic world's true
+                                # latents): its absent cells read n/a and are not listed as missing
 
 
 @dataclass
@@ -104,7 +106,7 @@ def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
     rows = []
     for i, raw in enumerate(table["rows"]):
         r = _check_keys(raw, {"method", "task", "direction", "label", "paper", "mm", "exclude", "sep", "x",
-                              "reference"},
+                              "reference", "optional"},
                         f"{where}: table.rows[{i}]")
         method = r.get("method", table.get("method"))
         if method is None:
@@ -122,7 +124,7 @@ def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
             rows.append(Row(canonical_method(str(method)), str(method), str(label),
                             canonical_task(task) if task else None, dirs, paper, bool(r.get("mm", False)),
                             frozenset(canonical_task(t) for t in r.get("exclude") or []), bool(r.get("sep", False)),
-                            r.get("x"), bool(r.get("reference", False))))
+                            r.get("x"), bool(r.get("reference", False)), bool(r.get("optional", False))))
         except UserError as exc:
             raise UserError(f"{where}: table.rows[{i}]: {exc}") from None
     for i, c in enumerate(columns):
