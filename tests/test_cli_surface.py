@@ -70,3 +70,35 @@ def test_run_takes_several_methods_and_prints_one_table(tmp_path):
     rows = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.count("│") > 3]
     assert rows == ["chance", "cca"], out.stdout                             # ... a row per method, as given
     assert "· seed 0" not in out.stdout                                      # no per-cell tables
+
+
+def test_the_smoke_preset_is_the_default_one_at_a_seconds_budget():
+    """Every family's smoke settings are its default settings (family values included) but for the epochs."""
+    import yaml
+
+    from benchmark import registry
+    smoke = yaml.safe_load((ROOT / "methods" / "_pretrained.yaml").read_text())["scales"]["smoke"]
+    checked = 0
+    for name, entry in registry.entries("method").items():
+        if "scale" not in entry.options or entry.hidden:
+            continue
+        settings = entry.load().settings
+        default = settings({**entry.defaults(), "scale": "default"})
+        fast = settings({**entry.defaults(), "scale": "smoke"})
+        assert fast == {**default, "scale": "smoke", "epochs": smoke["epochs"]}, name
+        assert fast["epochs"] < default["epochs"]
+        checked += 1
+    assert checked >= 6
+
+
+def test_run_on_the_smoke_profile_trains_the_smoke_preset_and_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "dcid", "chance", "--task", "ave",
+                          "--profile", "smoke", "--results", tmp_path / "s", "-q", "--threads", "1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "dcid@scale=smoke" in out.stdout and "│ chance " in out.stdout       # presets only where there are any
+    assert out.stdout.rstrip().splitlines()[-1].startswith("SMOKE: ") and "plumbing only" in out.stdout
+    import json
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "s").glob("cells/ave/dcid*/*/result.json")]
+    assert len(result["diagnostics"]["training"]["loss_history"]) == 2          # the smoke budget, not 32 epochs

@@ -220,7 +220,7 @@ def test_card_exposes_the_issue_options():
     options = registry.get("method", "dcid").options
     for key in ("scale", "quantizer", "levels", "codebook_size", "code_dim", "epochs", "batch_size", "lr", "dtype"):
         assert key in options
-    assert options["scale"].choices == ("default", "paper") and options["dtype"].default == "float32"
+    assert options["scale"].choices == ("default", "paper", "smoke") and options["dtype"].default == "float32"
     paper = resolve_settings({"scale": "paper"})
     assert (paper["code_dim"], paper["codebook_size"], paper["layers"], paper["heads"], paper["ffn"]) == (
         256, 400, 2, 4, 1024)

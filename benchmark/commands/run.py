@@ -1,10 +1,13 @@
 """`run --method SPEC [SPEC ...] --task SPEC|all`: methods on one or all tasks. One method prints each cell as
-directions × metrics; several print one methods × directions table per task (as `grid` ends)."""
+directions × metrics; several print one methods × directions table per task (as `grid` ends). `--profile smoke`
+runs every method with presets at its `smoke` scale (seconds per pretraining) and says the numbers are for
+plumbing only."""
 from __future__ import annotations
 
 from .. import runner
 from .. import spec as specs
 from ..api import all_tasks
+from ..tables.text import SMOKE_BANNER
 from ..ui import console, grid_tables
 from ._common import add_run_options, execute, print_results
 
@@ -21,6 +24,8 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     tasks = all_tasks() if args.task == ["all"] else args.task
     methods = list(dict.fromkeys(args.method))
+    if args.profile == "smoke":   # the toy world at the seconds budget, unless a spec names its own scale
+        methods = list(dict.fromkeys(specs.with_base_options(m, {"scale": "smoke"}) for m in methods))
     outcomes, code = execute(lambda world: runner.plan(methods, tasks, args.seeds or [0], world), args)
     if len(methods) == 1:
         print_results(outcomes)
@@ -29,4 +34,6 @@ def main(args) -> int:
         ranked = sorted(outcomes, key=lambda o: order.get(o.cell.method.canonical(), len(order)))
         for table in grid_tables([o.result for o in ranked if o.result is not None]):
             console.print(table)
+    if args.profile == "smoke":
+        console.print(f"[bold yellow]{SMOKE_BANNER}[/]", soft_wrap=True, highlight=False)
     return code
