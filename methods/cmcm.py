@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .alignment import cmcm_loss
+from .alignment import code_distributions, code_matching_loss
 from .base import CodebookMethod, canonical_modalities
 from .encoders import BranchedModel, ModalityBranch
 from .quantizers import quantizer_from_settings
@@ -39,7 +39,7 @@ class CMCMModel(BranchedModel):
         if self.recon:
             for m in self.modalities:
                 losses[f"recon_{m}"] = F.mse_loss(self.branches[m].decode(out.quantized[m], None), feats[m])
-        losses["cmcm"] = cmcm_loss({m: self.quantizer.cmcm_logits(z[m]) for m in self.modalities})
+        losses["cmcm"] = code_matching_loss(code_distributions(self.quantizer, z))
         return losses
 
 

@@ -4,7 +4,7 @@ Why: the pretraining step is optimised for speed (distinct prompts through the t
 matching, batched estimator fits, ...); each such change must compute the same function. The values in
 `fixtures/step_pins.json` were recorded on the code before those optimisations; this test proves they still come
 out (float64, so only rounding differs). A deliberate change of a loss re-records them, in the same commit:
-`python tests/test_step_equivalence.py --record`.
+`python tests/test_step_equivalence.py --record CASE` (TURN's was, when its codebook split changed in ee31577).
 
 The batch repeats its text rows (5 prompts over 12 clips), as the pretraining corpus does (one prompt per class),
 so the paths that encode each distinct row once are exercised.
@@ -97,9 +97,34 @@ def test_text_front_end_runs_once_per_distinct_clip():
     assert seen[-1] == BATCH
 
 
+def test_fused_code_assignment_matches_the_ops_it_replaces():
+    from methods.alignment import FixedCodebookAssignment, code_distributions, soft_code_assignment
+    from methods.quantizers import MultiModalEMAQuantizer, distance_logits
+    g = torch.Generator().manual_seed(3)
+    codebook = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    z = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    z[0, 0] = codebook[2]                                   # a zero distance: clamped, no gradient through it
+    weights = torch.randn(4, 7, generator=g, dtype=torch.float64)
+    grads = []
+    for fn in (lambda v: soft_code_assignment(distance_logits(v, codebook) * 2.0),
+               lambda v: FixedCodebookAssignment.apply(v, codebook, 2.0)):
+        v = z.clone().requires_grad_()
+        p = fn(v)
+        (p * weights).sum().backward()
+        grads.append((p.detach(), v.grad))
+    for want, got in zip(*grads):
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    quantizer = MultiModalEMAQuantizer(["audio", "video"], 7, 5)
+    probs = code_distributions(quantizer, {"audio": z.float().requires_grad_()})
+    assert type(probs["audio"].grad_fn).__name__ == "FixedCodebookAssignmentBackward"
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--record"]:
-        sys.exit("usage: python tests/test_step_equivalence.py --record   (re-records the pinned values)")
+    if sys.argv[1:2] != ["--record"] or not set(sys.argv[2:]) <= set(CASES):
+        sys.exit(f"usage: python tests/test_step_equivalence.py --record [CASE ...]   (re-records the pinned values "
+                 f"of those cases, default all; cases: {' '.join(CASES)})")
     torch.set_num_threads(1)
-    PINS.write_text(json.dumps({case: run_steps(case) for case in CASES}, indent=1, sort_keys=True) + "\n")
+    pins = json.loads(PINS.read_text()) if PINS.exists() else {}
+    pins.update({case: run_steps(case) for case in (sys.argv[2:] or CASES)})
+    PINS.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
     print(f"wrote {PINS}")
