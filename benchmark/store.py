@@ -28,6 +28,7 @@ from typing import Iterator
 from . import __version__
 from .atomic import atomic_write_json
 from .contracts import UserError
+from .notice import _WARNED, WARNED_ENV, forget_warnings, warn  # noqa: F401 - store.warn etc. stay valid
 from .results import CellResult
 
 RESULT, CONFIG, ENV, ERROR = "result.json", "config.json", "env.json", "error.json"
@@ -46,23 +47,6 @@ def _safe(name: str) -> str:
         return safe
     digest = hashlib.sha256(safe.encode()).hexdigest()[:16]
     return safe.encode()[:100].decode(errors="ignore") + "~" + digest
-
-
-_WARNED: set[str] = set()
-
-
-def warn(message: str) -> None:
-    """One `warning: ...` line on stderr (once per message and process)."""
-    if message in _WARNED:
-        return
-    _WARNED.add(message)
-    try:
-        from rich.text import Text
-
-        from .ui import err_console
-        err_console.print(Text.assemble(("warning", "yellow"), f" {message}"), soft_wrap=True, highlight=False)
-    except Exception:  # noqa: BLE001 - a warning must never fail the caller
-        sys.stderr.write(f"warning: {message}\n")
 
 
 def torch_threads() -> int | None:

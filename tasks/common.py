@@ -121,7 +121,7 @@ class FeatureCache:
                     return None
                 return Encoded(data["x"], data["valid"])
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign cache file: rebuild it
-            from benchmark.store import warn
+            from benchmark.notice import warn
             warn(f"{path}: unreadable feature cache ({type(exc).__name__}: {str(exc)[:100]}); rebuilt")
             return None
 

@@ -32,7 +32,7 @@ BIG = "9" * 5000
 
 
 def cli(capsys, *args) -> tuple[int, str]:
-    store_mod._WARNED.clear()
+    store_mod.forget_warnings()
     runner._MEMORY.clear()   # in-process runs must go through the store as a fresh process would
     try:
         code = cli_main([str(a) for a in args])
@@ -252,7 +252,7 @@ def test_truncated_feature_cache_is_rebuilt(tmp_path, capsys):
     path = tmp_path / "features-ave-audio-train.npz"
     np.savez(path, idx=np.arange(3), x=np.zeros((3, 2, 2), np.float32), valid=np.ones((3, 2), bool))
     path.write_bytes(path.read_bytes()[:40])
-    store_mod._WARNED.clear()
+    store_mod.forget_warnings()
     assert FeatureCache._load(path, np.arange(3)) is None
     assert str(path) in capsys.readouterr().err
 
