@@ -69,3 +69,25 @@ def test_oracle_factor_option_and_persistence(worlds, tmp_path):
                                   ave.latent("audio", "scene", [3, 1, 3]))
     with pytest.raises(UserError, match="option 'factor' must be one of"):
         oracle(world, factor="mood")
+
+
+def test_oracle_on_data_without_latents_is_na_not_a_failure(tmp_path, capsys):
+    """On a version 2 world (as on real data) the oracle's cell is n/a: the run exits 0, writes no error.json,
+    and a table's optional oracle row reads n/a without counting it missing."""
+    import yaml
+
+    from benchmark.__main__ import main as cli_main
+    store = tmp_path / "store"
+    code = cli_main(["run", "--method", "oracle", "--task", "ave", "--profile", "smoke", "--results", str(store),
+                     "--threads", "1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and "n/a 1" in err and "failed 0" in err, err
+    assert not list((store / "cells").rglob("error.json")) if (store / "cells").exists() else True
+    grid = {"name": "ceil", "seeds": [0], "methods": ["oracle"], "tasks": ["ave"],
+            "table": {"columns": [{"task": "ave", "direction": "V->A"}],
+                      "rows": [{"method": "oracle", "label": "Oracle", "reference": True, "optional": True}]}}
+    (tmp_path / "ceil.yaml").write_text(yaml.safe_dump(grid))
+    assert cli_main(["table", str(tmp_path / "ceil.yaml"), "--results", str(store), "--out", str(tmp_path / "t"),
+                     "--format", "md", "--strict"]) == 0, capsys.readouterr().err
+    text = (tmp_path / "t" / "ceil.md").read_text()
+    assert "| Oracle | n/a | n/a |" in text and "missing" not in text, text

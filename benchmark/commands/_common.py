@@ -82,13 +82,15 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
                              progress=partial(CellProgress, quiet=options.quiet), engine=args, title=title)
     failed = [o for o in outcomes if o.status == "failed"]
     missing = [o for o in outcomes if o.status == "missing"]
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("cached", "ran", "failed", "missing")}
-    summary = " · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "missing")
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("cached", "ran", "failed", "missing", "n/a")}
+    summary = " · ".join(f"{k} {v}" for k, v in counts.items() if v or k not in ("missing", "n/a"))
     err_console.print(f"{len(outcomes)} cells: {summary}  (store: {Path(args.results)})")
     for o in failed:
         err_console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")
     for o in missing:
         err_console.print(f"[yellow]missing[/] {o.cell.label}")
+    for reason in dict.fromkeys(o.error for o in outcomes if o.status == "n/a"):   # not a failure: the exit stays 0
+        err_console.print(f"[dim]n/a[/] {reason}")
     code = 1 if failed or missing else 0
     return outcomes, code
 
