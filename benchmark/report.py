@@ -21,7 +21,7 @@ from .contracts import UserError
 from .report_plots import _natural
 from .atomic import atomic_write_text
 from .results import read_json
-from .store import ENV, Store
+from .store import ENV, Store, environment
 
 # a table cell of the Markdown tables: mean (bold when best), marks, ± CI, [n=k], (paper)
 CELL = re.compile(r"^(?P<mean>\*\*[-+]?\d[\d.]*\*\*|[-+]?\d[\d.]*|n/a)(?P<flag>[^\s\d±(\[]*)(?P<ci> ± \S+)?"
@@ -68,16 +68,17 @@ def cell_html(text: str, md) -> str:
     return md.renderInline(raw)
 
 
-def table_html(lines: list[str], md, reference: list[bool] | None = None, sep: list[bool] | None = None) -> str:
-    """A pipe table (header, alignment row, body) as an HTML table; `reference` / `sep` per body row."""
+def table_html(lines: list[str], md, rows: dict[str, tuple[bool, bool]] | None = None) -> str:
+    """A pipe table (header, alignment row, body) as an HTML table; `rows`: (reference, sep) by row label."""
     head, align, body = _split_row(lines[0]), _split_row(lines[1]), [_split_row(x) for x in lines[2:]]
     right = [a.strip().endswith(":") and not a.strip().startswith(":") for a in align]
     style = lambda j: ' class="num"' if j < len(right) and right[j] else ""  # noqa: E731
     out = ['<table class="results"><thead><tr>']
     out += [f"<th{style(j)}>{md.renderInline(h.strip())}</th>" for j, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
-    for i, row in enumerate(body):
-        classes = [c for c, on in (("ref", reference), ("sep", sep)) if on and i < len(on) and on[i]]
+    for row in body:
+        flags = (rows or {}).get(row[0].strip() if row else "", (False, False))
+        classes = [c for c, on in zip(("ref", "sep"), flags) if on]
         if row and re.match(r"^ {2,}\S", row[0]):
             classes.append("sub")
         out.append(f'<tr class="{" ".join(classes)}">' if classes else "<tr>")
@@ -88,9 +89,9 @@ def table_html(lines: list[str], md, reference: list[bool] | None = None, sep: l
     return "".join(out)
 
 
-def markdown_html(text: str, md, reference=None, sep=None, shift: int = 2) -> str:
-    """A Markdown file: pipe tables through `table_html` (the first one gets `reference` / `sep`), the rest
-    through markdown-it; headings moved `shift` levels down to sit under the page's sections."""
+def markdown_html(text: str, md, rows=None, shift: int = 2) -> str:
+    """A Markdown file: pipe tables through `table_html` (the first one gets `rows`), the rest through
+    markdown-it; headings moved `shift` levels down to sit under the page's sections."""
     parts, block, tables = [], [], 0
 
     def flush():
@@ -107,7 +108,7 @@ def markdown_html(text: str, md, reference=None, sep=None, shift: int = 2) -> st
             while j < len(lines) and lines[j].lstrip().startswith("|"):
                 j += 1
             first = tables == 0
-            parts.append(f'<div class="scroll">{table_html(lines[i:j], md, reference if first else None, sep if first else None)}</div>')
+            parts.append(f'<div class="scroll">{table_html(lines[i:j], md, rows if first else None)}</div>')
             tables += 1
             i = j
         else:
@@ -119,22 +120,21 @@ def markdown_html(text: str, md, reference=None, sep=None, shift: int = 2) -> st
 
 
 # --------------------------------------------------------------------------- what the store holds
-def _grid_rows(meta: dict | None, name: str) -> tuple[list[bool], list[bool]] | tuple[None, None]:
-    """(reference, sep) per table row, from the grid that built the table (its path in meta.json, else the
-    package's grid of that name); (None, None) when neither can be read."""
-    import yaml
+def _grid_rows(meta: dict | None, name: str) -> dict[str, tuple[bool, bool]] | None:
+    """(reference, sep) by displayed row label, from the grid that built the table (its path in meta.json, else
+    the package's grid of that name): by label, so a grid that gained rows since the table was written still
+    marks the right ones. None when neither grid can be read."""
+    from .gridspec import load_grid
+    from .tables import parse_table, pretty_label
     candidates = [Path(meta["grid"])] if meta and meta.get("grid") else []
     candidates.append(Path(__file__).resolve().parent / "grids" / f"{name}.yaml")
     for path in candidates:
         try:
-            grid = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
+            spec = parse_table(load_grid(path), path)
+        except (OSError, UserError):
             continue
-        rows = ((grid or {}).get("table") or {}).get("rows") if isinstance(grid, dict) else None
-        if isinstance(rows, list):
-            return ([bool(r.get("reference")) for r in rows if isinstance(r, dict)],
-                    [bool(r.get("sep")) and k > 0 for k, r in enumerate(rows) if isinstance(r, dict)])
-    return None, None
+        return {pretty_label(r.label): (r.reference, r.sep and k > 0) for k, r in enumerate(spec.rows)}
+    return None
 
 
 def _table_sections(tables: Path, md) -> list[tuple[str, str, str]]:
@@ -150,18 +150,23 @@ def _table_sections(tables: Path, md) -> list[tuple[str, str, str]]:
         title = (meta or {}).get("title") or first or path.stem
         if first and first == title:
             text = text.split("\n", 1)[-1]   # the file's title line becomes the section heading
-        reference, sep = _grid_rows(meta, path.stem) if meta else (None, None)
-        body = markdown_html(text, md, reference, sep)
+        body = markdown_html(text, md, _grid_rows(meta, path.stem) if meta else None)
         out.append((f"table-{path.stem}", title, body))
-    return out
+    repeated = {t for _, t, _ in out if sum(t == u for _, u, _ in out) > 1}
+    return [(a, f"{t} ({a.removeprefix('table-')})" if t in repeated else t, b) for a, t, b in out]   # unique TOC
 
 
 def _figures(figures: Path) -> list[tuple[str, str]]:
     return [(p.stem, base64.b64encode(p.read_bytes()).decode()) for p in sorted(figures.glob("*.png"))]
 
 
-def provenance(store: Path) -> list[dict]:
-    """One row per cell: what identifies it and how it was made (result.json, env.json)."""
+def _short(sha: str | None, dirty: bool | None = False) -> str:
+    return (sha or "?")[:10] + ("+dirty" if dirty else "")
+
+
+def provenance(store: Path, head: str | None = None) -> list[dict]:
+    """One row per cell: what identifies it and how it was made (result.json, env.json); `older` when the code
+    that computed it is not `head` (the checkout rendering the report; a dirty tree counts as other code)."""
     rows = []
     for r in Store(store).results():
         env = r.sidecar(ENV) or {}
@@ -169,8 +174,9 @@ def provenance(store: Path) -> list[dict]:
         rows.append({"task": r.task, "method": r.method, "seed": r.seed, "key": r.key,
                      "world": r.world, "fingerprint": r.data_fingerprint, "pretrain": r.pretrain_key,
                      "converged": "—" if flag is None else ("yes" if flag else "no"),
-                     "created": r.created, "git": (env.get("git_sha") or "")[:10]
-                     + ("+dirty" if env.get("git_dirty") else "")})
+                     "created": r.created, "git": _short(env.get("git_sha"), env.get("git_dirty")) if env.get(
+                         "git_sha") else "",
+                     "older": head is not None and (env.get("git_sha") != head or bool(env.get("git_dirty")))})
     return sorted(rows, key=lambda r: (str(r["task"]), str(r["method"]), r["seed"] or 0))
 
 
@@ -191,7 +197,7 @@ tr.sep>*{border-top:2px solid #999}tr.ref{background:#f6f6ee;font-style:italic}t
 font-weight:400}.flag{color:#b3261e}.ci,.nmark{color:#666;font-size:11px}.paper{color:#0b57d0;font-size:11px;
 margin-left:2px}.missing{color:#b06000}
 body.hide-ref tr.ref{display:none}body.hide-ci .ci,body.hide-ci .nmark{display:none}
-body.hide-paper .paper{display:none}
+body.hide-paper .paper{display:none}tr.older td{background:#fff4e5}tr.older td:last-child{color:#b06000}
 details{margin:6px 0}summary{cursor:pointer;color:#333}.caption{color:#444;font-size:12.5px;max-width:1200px}
 figure{background:#fff;border:1px solid #ddd;border-radius:6px;margin:14px 0;padding:8px}
 figure img{max-width:100%;height:auto;cursor:zoom-in;display:block}figure img.full{max-width:none;cursor:zoom-out}
@@ -243,12 +249,14 @@ def render(store: Path) -> tuple[str, list[str]]:
     claims_md = tables_dir / "claims.md"
     if not claims_md.is_file():
         notes.append(f"no claims in {claims_md} (run `python -m benchmark claims --results {store}`)")
-    cells = provenance(store)
+    head = environment()
+    cells = provenance(store, head.get("git_sha"))
+    older = sum(c["older"] for c in cells)
     metas = [m for p in sorted(tables_dir.glob("*.meta.json")) if isinstance(m := read_json(p), dict)]
     worlds = sorted({str(m["world"]) for m in metas if m.get("world")})
-    shas = sorted({s for m in metas for s in ([m["git_sha"]] if isinstance(m.get("git_sha"), str)
-                                              else m.get("git_sha") or [])})
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    code = f"code HEAD {_short(head.get('git_sha'), head.get('git_dirty'))}" + (
+        f" ({older} of {len(cells)} cells computed by other code, marked below)" if older else "")
 
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
@@ -256,8 +264,7 @@ def render(store: Path) -> tuple[str, list[str]]:
            '<link rel="icon" href="data:,"><title>unibench report</title>', f"<style>{STYLE}</style></head><body>",
            "<header><h1>unibench report</h1>",
            f'<div class="meta">world {_esc(", ".join(worlds) or "?")} · {len(sections)} tables · '
-           f"{len(figures)} figures · {len(cells)} cells · code {_esc(', '.join(s[:10] for s in shas) or '?')} · "
-           f"written {_esc(now)}</div></header>",
+           f"{len(figures)} figures · {len(cells)} cells · {_esc(code)} · written {_esc(now)}</div></header>",
            '<nav><a href="#tables">Tables</a><a href="#figures">Figures</a><a href="#claims">Claims</a>'
            '<a href="#provenance-section">Provenance</a><span class="toggles">']
     out += [f'<label><input type="checkbox" data-toggle="{cls}" checked> {text}</label>' for cls, text in TOGGLES]
@@ -280,9 +287,10 @@ def render(store: Path) -> tuple[str, list[str]]:
                '<table id="provenance"><thead><tr><th>task</th><th>method</th><th>seed</th><th>key</th><th>world</th>'
                "<th>fingerprint</th><th>pretraining</th><th>converged</th><th>created</th><th>git</th></tr></thead>"
                "<tbody>")
-    out += ["<tr>" + "".join(f"<td>{_esc(c[k])}</td>" for k in ("task", "method", "seed", "key", "world",
-                                                                 "fingerprint", "pretrain", "converged", "created",
-                                                                 "git")) + "</tr>" for c in cells]
+    out += [('<tr class="older">' if c["older"] else "<tr>")
+            + "".join(f"<td>{_esc(c[k])}</td>" for k in ("task", "method", "seed", "key", "world", "fingerprint",
+                                                         "pretrain", "converged", "created", "git")) + "</tr>"
+            for c in cells]
     out.append(f"</tbody></table></div></details></main><script>{SCRIPT}</script></body></html>")
     return "\n".join(out) + "\n", notes
 

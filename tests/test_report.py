@@ -66,13 +66,17 @@ def test_report_holds_every_table_figure_claim_and_cell(store, capsys):
     assert page.count('<table class="results">') >= n_tables + 1              # + the claims' tables
     assert len(re.findall(r'<section class="table" id="table-', page)) == n_tables
     t1 = page[page.index('id="table-t1"'):page.index("</section>", page.index('id="table-t1"'))]
-    assert t1.count('<tr class="ref') == 3 and t1.count("<tbody>") == 1      # chance, CCA, raw
+    from benchmark.tables import load_table, pretty_label
+    shown = (store / "tables" / "t1.md").read_text()
+    refs = [r for r in load_table("t1").rows if r.reference and f"| {pretty_label(r.label)} |" in shown]
+    assert len(refs) >= 2 and t1.count("<tbody>") == 1                      # chance, CCA (+ what the md holds)
+    assert t1.count('<tr class="ref') == len(refs)                           # matched by label, not position
     assert '<span class="paper"> (36.8)</span>' in t1 and '<span class="ci"> ± ' in t1
     figures = len(list((store / "figures").glob("*.png")))
     assert page.count('src="data:image/png;base64,') == figures
     assert "Claims of the papers" in page and "FCCID &gt; DCID" in page
     prov = page[page.index('<table id="provenance">'):]
-    assert prov.count("<tr>") == 3 and "aaaa000000000001" in prov and "0123456789+dirty" in prov
+    assert prov.count("<tr") == 3 and "aaaa000000000001" in prov and "0123456789+dirty" in prov
     assert ">no<" in prov and ">—<" in prov                                     # converged: false / training-free
     assert "default-src 'none'" in page                                         # the page may load nothing
     assert not re.search(r'(src|href)="(https?:)?//', page)
@@ -116,3 +120,34 @@ def test_report_in_headless_chromium(store, tmp_path, capsys):
     assert found["toggles_ok"], found["toggles"]
     assert found["toggles"]["hide-ref"]["shown"] >= 3 and found["toggles"]["hide-paper"]["shown"] > 0
     assert (tmp_path / "site" / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_names_head_and_marks_cells_of_other_code(store, capsys):
+    from benchmark.store import environment
+    head = environment()
+    cell = store / "cells" / "ave" / "chance" / "aaaa000000000003"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text(json.dumps({"key": "aaaa000000000003", "method": "chance", "task": "ave",
+                                                  "seed": 0, "world": "default-s0", "metrics": {"V->A": {"acc": 3}}}))
+    (cell / "env.json").write_text(json.dumps({"git_sha": head["git_sha"], "git_dirty": False}))
+    code, err = cli(capsys, "report", "--results", store)
+    assert code == 0, err
+    page = (store / "report" / "index.html").read_text()
+    header = page[page.index("<header>"):page.index("</header>")]
+    assert f"code HEAD {(head['git_sha'] or '?')[:10]}" in header
+    assert "2 of 3 cells computed by other code" in header                    # the fixture's two cells
+    prov = page[page.index('<table id="provenance">'):]
+    rows = re.findall(r"<tr( class=\"older\")?><td>[^<]*</td><td>([^<]*)</td>", prov)
+    assert sorted((m, bool(c)) for c, m in rows) == [("cca", True), ("chance", False), ("dcid", True)]
+
+
+def test_table_of_contents_titles_are_unique(store, capsys):
+    (store / "tables" / "copy.md").write_text((store / "tables" / "t1.md").read_text())   # same title twice
+    (store / "tables" / "copy.meta.json").write_text((store / "tables" / "t1.meta.json").read_text())
+    code, err = cli(capsys, "report", "--results", store)
+    assert code == 0, err
+    page = (store / "report" / "index.html").read_text()
+    toc = page[page.index('<h2 id="tables">'):page.index("<section")]
+    titles = re.findall(r'<a href="#table-[^"]+">([^<]+)</a>', toc)
+    assert len(titles) == len(set(titles)) == len(list((store / "tables").glob("*.md"))) - 1   # claims excluded
+    assert any(t.endswith("(copy)") for t in titles) and any(t.endswith("(t1)") for t in titles)
