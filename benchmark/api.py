@@ -71,7 +71,7 @@ def read_store(results: str | Path, world: str | None) -> list[CellResult]:
 
 def all_tasks() -> list[str]:
     """What `--task all` means: every visible task whose card does not opt out (`in_all: false`)."""
-    return [name for name, e in registry.entries("task").items() if not e.hidden and e.extra.get("in_all", True)]
+    return [name for name, e in registry.entries("task").items() if not e.hidden and e.in_all]
 
 
 # --------------------------------------------------------------------------- running cells

@@ -17,9 +17,11 @@ a folder added with `include_path` (`--include-path DIR`, `$UNIBENCH_INCLUDE_PAT
       only1: {default: false, inference_only: true}   # not part of the pretraining cache key
 
 A card's keys override its base's; `options` merge per option (a local `epochs: {help: ...}` keeps the base's
-default). Files whose name starts with `_` are base cards: included, never registered. The registry, not the
-class, is where `name`, `entry`, `datasets` and `needs_pretrained` live: `Entry.load` sets them on the object.
-Adding a method or task = adding its `.py` and its `.yaml`; nothing else is edited.
+default) and `scales` per preset value. Files whose name starts with `_` are base cards: included, never
+registered. Cards are strict: each kind has a fixed set of keys (`CARD_KEYS`, the `Entry` fields), and any other
+key is refused with a did-you-mean — a typo such as `dataset:` would otherwise drop the data from the cell key.
+The registry, not the class, is where `name`, `entry`, `datasets`, `needs_pretrained`, presets and facts live:
+`Entry.load` sets them on the object. Adding a method or task = adding its `.py` and its `.yaml`.
 """
 from __future__ import annotations
 
@@ -135,10 +137,17 @@ class Entry:
     summary: str
     path: Path
     options: dict[str, Option] = field(default_factory=dict)
-    discrete: bool = True
-    hidden: bool = False
-    extra: dict = field(default_factory=dict)
-    scales: dict = field(default_factory=dict)   # methods: {preset: settings} the `scale` option picks from
+    discrete: bool = True                 # methods: codes (TOC applies) or continuous embeddings
+    hidden: bool = False                  # test-only toys, left out of `ls` and `--task all`
+    facts: dict = field(default_factory=dict)     # release facts the implementation reads (TOC's Q per task)
+    validate_hook: str | None = None      # `validate: module:function`, for entries whose class has none
+    scales: dict = field(default_factory=dict)    # methods: {preset: settings} the `scale` option picks from
+    only_tasks: tuple[str, ...] | None = None     # methods: the only tasks it runs with (vqvae: toc_recon)
+    requires_discrete: bool = True        # refiners: refuse continuous methods
+    datasets: tuple[str, ...] = ()        # tasks: the world files `evaluate` opens (in the key via the fingerprint)
+    needs_pretrained: bool = True         # tasks: false for tasks that train their own model (toc_recon)
+    only_methods: tuple[str, ...] | None = None   # tasks: the only methods it runs with
+    in_all: bool = True                   # tasks: part of `--task all`
 
     def defaults(self) -> dict[str, Any]:
         return {k: o.default for k, o in self.options.items()}
@@ -157,7 +166,7 @@ class Entry:
     def validate(self, cfg: dict[str, Any]) -> None:
         """Range checks beyond the types: the implementation's `validate(cfg)` (or the card's `validate:
         module:function` hook, for entries whose class has none). Anything but a UserError becomes one."""
-        hook = self.extra.get("validate")
+        hook = self.validate_hook
         try:
             if hook:
                 module_name, _, attr = str(hook).partition(":")
@@ -172,21 +181,13 @@ class Entry:
             raise UserError(f"{self.kind} '{self.name}': invalid options ({type(exc).__name__}: {exc})"[:500]) \
                 from None
 
-    @property
-    def datasets(self) -> tuple[str, ...]:
-        """Tasks: the world files `evaluate` opens (they enter the cell key through the data fingerprint)."""
-        return tuple(self.extra.get("datasets") or ())
-
-    @property
-    def needs_pretrained(self) -> bool:
-        return bool(self.extra.get("needs_pretrained", True))
-
     def load(self):
         """Import and instantiate the implementation (may import torch); the card's facts are set on it."""
         module_name, _, attr = self.entry.partition(":")
         module = _import(module_name, self.path.parent, f"{self.kind} '{self.name}'")
         obj = getattr(module, attr)()
         obj.name, obj.entry = self.name, self.entry
+        obj.facts = dict(self.facts)
         if self.kind == "method":
             obj.discrete = self.discrete
             if self.scales:
@@ -301,6 +302,14 @@ def _merge(base: dict, local: dict) -> dict:
     return out
 
 
+_COMMON_KEYS = {"name", "kind", "entry", "version", "summary", "options", "hidden", "facts", "validate"}
+CARD_KEYS = {      # every key a card of each kind may have (Entry's fields); anything else is refused with a hint
+    "method": _COMMON_KEYS | {"discrete", "scales", "only_tasks"},
+    "refiner": _COMMON_KEYS | {"requires_discrete"},
+    "task": _COMMON_KEYS | {"datasets", "needs_pretrained", "only_methods", "in_all"},
+}
+
+
 def _parse_card(path: Path) -> Entry:
     card = _load_card(path)
     if "name" not in card or "kind" not in card or "entry" not in card:
@@ -313,11 +322,27 @@ def _parse_card(path: Path) -> Entry:
         options[key] = Option(key, spec["default"], tuple(choices) if choices is not None else None,
                               str(spec.get("help", "")), spec.get("type"), bool(spec.get("inference_only", False)),
                               bool(spec.get("nullable", False)))
-    known = {"name", "kind", "entry", "version", "summary", "options", "discrete", "hidden", "scales"}
-    return Entry(name=card["name"], kind=card["kind"], entry=card["entry"], version=int(card.get("version", 1)),
+    kind = card["kind"]
+    known = CARD_KEYS.get(kind)
+    if known is None:
+        raise UserError(f"{path}: kind must be one of {', '.join(CARD_KEYS)}, got {kind!r}"[:300])
+    for key in card:
+        if key not in known:
+            raise UserError(f"{path}: unknown key '{key}' in a {kind} card{_suggest(key, known)} "
+                            f"(known: {', '.join(sorted(known))})")
+
+    def names(key: str) -> tuple[str, ...] | None:
+        value = card.get(key)
+        return None if value is None else tuple(value if isinstance(value, list) else [value])
+
+    return Entry(name=card["name"], kind=kind, entry=card["entry"], version=int(card.get("version", 1)),
                  summary=str(card.get("summary", "")), path=path, options=options,
                  discrete=bool(card.get("discrete", True)), hidden=bool(card.get("hidden", False)),
-                 extra={k: v for k, v in card.items() if k not in known}, scales=card.get("scales") or {})
+                 facts=dict(card.get("facts") or {}), validate_hook=card.get("validate"),
+                 scales=card.get("scales") or {}, only_tasks=names("only_tasks"),
+                 requires_discrete=bool(card.get("requires_discrete", True)), datasets=names("datasets") or (),
+                 needs_pretrained=bool(card.get("needs_pretrained", True)), only_methods=names("only_methods"),
+                 in_all=bool(card.get("in_all", True)))
 
 
 # --------------------------------------------------------------------------- where cards are looked for

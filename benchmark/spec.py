@@ -177,7 +177,7 @@ def parse_method(text: str) -> MethodSpec:
     for part in parts[1:]:
         rname, rover = _split_component(part, text)
         rentry = registry.get("refiner", rname)
-        if rentry.extra.get("requires_discrete", True) and not entry.discrete:
+        if rentry.requires_discrete and not entry.discrete:
             raise UserError(f"refiner '{rname}' needs a discrete method (a codebook); '{name}' is continuous")
         refiners.append(Component(rentry, rentry.resolve(rover)))
     return MethodSpec(base, tuple(refiners))

@@ -57,7 +57,7 @@ def smoke_pretrain(entry: registry.Entry, corpus, seed: int = 0, over: dict | No
 
 def pretrainable(entry: registry.Entry) -> bool:
     """Methods restricted to self-contained tasks (`only_tasks`, e.g. vqvae) have no corpus pretraining."""
-    only = entry.extra.get("only_tasks")
+    only = entry.only_tasks
     return not only or any(registry.get("task", t).needs_pretrained for t in only)
 
 

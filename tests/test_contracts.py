@@ -34,7 +34,7 @@ def smoke(corpus):
         if name not in cache:
             entry = registry.get("method", name)
             if not pretrainable(entry):
-                pytest.skip(f"{name} has no corpus pretraining (only_tasks: {entry.extra['only_tasks']})")
+                pytest.skip(f"{name} has no corpus pretraining (only_tasks: {entry.only_tasks})")
             try:
                 cache[name] = smoke_pretrain(entry, corpus, over=SMOKE)
             except NotApplicable as exc:   # the oracle needs true latents: tests/test_oracle.py checks it
@@ -129,6 +129,34 @@ def test_include_cycles_and_missing_bases_are_user_errors(tmp_path):
     with registry.include_path(tmp_path), pytest.raises(UserError, match="include '_nowhere' not found"):
         registry.entries("task")
     assert "loop" not in registry.entries("task")       # the include path ends with the block
+
+
+def test_a_card_with_an_unknown_key_is_refused_with_a_suggestion(tmp_path, capsys):
+    """`dataset: [ave]` (for `datasets`) used to register a task that reads no data, so the data was left out of
+    its cell key; now the card is refused, by the registry and on the command line (one line, exit 2)."""
+    _card(tmp_path, "mytask", "name: mytask\nkind: task\nentry: x:Y\ndataset: [ave]\n")
+    with registry.include_path(tmp_path), pytest.raises(UserError, match="unknown key 'dataset' in a task card; "
+                                                                          "did you mean 'datasets'"):
+        registry.entries("task")
+    from benchmark.__main__ import main
+    with registry.include_path():                     # restores the include path the CLI adds
+        assert main(["ls", "tasks", "--include-path", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "did you mean 'datasets'" in err and len(err.strip().splitlines()) == 1
+    # keys of another kind are unknown too (a method card does not take `datasets`), and so is an unknown kind
+    (tmp_path / "mytask.yaml").write_text("name: mytask\nkind: method\nentry: x:Y\ndatasets: [ave]\n")
+    with registry.include_path(tmp_path), pytest.raises(UserError, match="unknown key 'datasets' in a method"):
+        registry.entries("method")
+    (tmp_path / "mytask.yaml").write_text("name: mytask\nkind: tsk\nentry: x:Y\n")
+    with registry.include_path(tmp_path), pytest.raises(UserError, match="kind must be one of method, refiner"):
+        registry.entries("task")
+
+
+def test_card_keys_are_typed_entry_fields():
+    toc_recon, vqvae = registry.get("task", "toc_recon"), registry.get("method", "vqvae")
+    assert toc_recon.only_methods == ("vqvae",) and not toc_recon.in_all and not toc_recon.needs_pretrained
+    assert vqvae.only_tasks == ("toc_recon",) and registry.get("task", "ave").datasets == ("ave",)
+    assert registry.get("refiner", "toc").validate_hook == "methods.toc:check_options"
 
 
 def test_include_path_must_be_a_folder(tmp_path):

@@ -52,7 +52,7 @@ def _option_text(entry: registry.Entry) -> str:
         preset = _preset_text(name, resolved) if opt.default is None else ""
         lines.append(escape(f"{name}={opt.default!r}{preset}{choice}{flag}")
                      + (f"  [dim]{escape(opt.help)}[/]" if opt.help else ""))
-    for name, value in (entry.extra.get("facts") or {}).items():     # release facts the implementation reads
+    for name, value in entry.facts.items():     # release facts the implementation reads
         lines.append(escape(f"facts.{name} = {value}"))
     return "\n".join(lines)
 

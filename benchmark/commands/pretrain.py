@@ -41,7 +41,7 @@ def main(args) -> int:
     seeds = specs.check_seeds(args.seeds or [0])
     for method in methods:
         specs.validate_method(method)
-        only = method.base.entry.extra.get("only_tasks")
+        only = method.base.entry.only_tasks
         if only:
             raise UserError(f"method '{method.base.name}' is trained inside task(s) {', '.join(only)}; "
                             f"it has no separate pretraining")
