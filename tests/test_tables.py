@@ -529,9 +529,9 @@ def test_at_80_columns_a_table_is_stacked_one_line_per_row_and_group(t1_store):
     words = " ".join(text.split())
     assert all(" ".join(r.label.replace("->", "→").split()) in words.replace("\n", " ") or
                all(w in words for w in r.label.replace("->", "→").split()) for r in bt.spec.rows)
-    assert " ".join(tables.caption(bt).split()) in words                 # the caption whole, at the full width
+    assert " ".join(tables.pretty_label(tables.caption(bt)).split()) in words   # the caption whole, full width
     wide = _rendered(tables.to_rich(bt, width=200), 200)
-    assert max(map(len, wide.splitlines())) > 100 and "UCF(v)↔VGG(a)" in wide.splitlines()[2]   # wide stays wide
+    assert "┃" in wide and "┃" not in text and max(map(len, wide.splitlines())) > 100   # wide stays wide
 
 
 def detection_store(root: Path, world: str = "default-s0") -> list:
@@ -580,3 +580,12 @@ def test_every_table_of_a_smoke_world_carries_the_banner(tmp_path):
     default = tables.build(tables.parse_table(DETECTION), detection_store(tmp_path / "d"))
     assert "plumbing" not in tables.to_markdown(default) + tables.to_latex(default) + _rendered(
         tables.to_rich(default, width=200), 200)
+
+
+def test_captions_name_tasks_as_the_headers_do(t1_store, tmp_path):
+    bt = tables.build(tables.load_table("t1"), tables_store_results(t1_store))
+    text = tables.caption(bt)
+    assert "(AVE: acc; AVE->AVVP: f1; AVVP: f1; UCF(v)<->VGG(a): acc)" in text and "ave_avvp" not in text
+    assert "AVE→AVVP: f1" in tables.to_markdown(bt)
+    det = tables.build(tables.parse_table(DETECTION), detection_store(tmp_path))
+    assert "AVVP V->A: F1 3.80, mAP 3.00" in tables.floor_text(det)

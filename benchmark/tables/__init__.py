@@ -41,7 +41,7 @@ from ..gridspec import table_names
 from .build import FLOORS, BuiltTable, CellStats, Display, build, significantly_ahead
 from .index import Index, build_index, cell_value, seed_values
 from .layout import Column, Row, TableSpec, grid_cells, load_table, parse_table, table_cells
-from .names import canonical_method, canonical_task, mm_direction
+from .names import canonical_method, canonical_task, mm_direction, task_label
 from .provenance import RENDER, meta, write
 from .render import FORMATS, SUFFIX, latex_escape, pretty_label, to_latex, to_long_csv, to_markdown, to_rich
 from .text import (BELOW_FLOOR_MARK, SMOKE_BANNER, UNCONVERGED_MARK, CellText, caption, cell_texts, floor_text,
@@ -51,4 +51,4 @@ __all__ = ["BELOW_FLOOR_MARK", "FLOORS", "SMOKE_BANNER", "BuiltTable", "CellStat
            "TableSpec", "UNCONVERGED_MARK", "build", "build_index", "canonical_method", "canonical_task", "caption",
            "cell_texts", "cell_value", "floor_text", "grid_cells", "header_labels", "is_smoke", "latex_escape", "load_table",
            "meta", "missing_lines", "mm_direction", "parse_table", "pretty_label", "seed_values", "significantly_ahead",
-           "smoke_banner", "table_cells", "table_names", "to_latex", "to_long_csv", "to_markdown", "to_rich", "write"]
+           "smoke_banner", "table_cells", "task_label", "table_names", "to_latex", "to_long_csv", "to_markdown", "to_rich", "write"]

@@ -37,6 +37,17 @@ def canonical_task(text: str) -> str:
     return _syntactic(text)
 
 
+# tasks as the tables' column groups print them (grids spell the same: `group: AVE->AVVP`)
+TASK_LABELS = {"ave": "AVE", "avvp": "AVVP", "ave_avvp": "AVE->AVVP", "ucf_vgg": "UCF(v)<->VGG(a)",
+               "retrieval": "retrieval", "toc_recon": "TOC reconstruction"}
+
+
+def task_label(task: str) -> str:
+    """A task as tables print it (`ave_avvp` -> `AVE->AVVP`), options kept; other tasks by their name."""
+    name, at, rest = task.strip().partition("@")
+    return TASK_LABELS.get(name.strip(), name.strip()) + (at + rest if at else "")
+
+
 def mm_direction(direction: str) -> str:
     """The source modality's own direction: 'V->A' -> 'V->V' (SRCID Table I's m->m rows)."""
     src, arrow, _ = direction.partition("->")

@@ -9,6 +9,7 @@ from .. import convergence, stats
 from ..results import finite
 from .build import BuiltTable
 from .layout import Column, Row, TableSpec
+from .names import task_label
 
 
 def _decimals(spec: TableSpec, column: Column) -> int:
@@ -116,7 +117,7 @@ def caption(bt: BuiltTable) -> str:
     ns = {c.summary.n for line in bt.cells for c in line if c.summary is not None}
     n_text = (f"n={max(ns)} seeds per cell" + (f" (fewer where marked n=k; min {min(ns)})" if min(ns) < max(ns)
                                                   or max(ns) < len(bt.seeds) else "")) if ns else "no cells found"
-    metrics = "; ".join(f"{t}: {', '.join(sorted(m))}" for t, m in sorted(bt.metrics_by_task.items()))
+    metrics = "; ".join(f"{task_label(t)}: {', '.join(sorted(m))}" for t, m in sorted(bt.metrics_by_task.items()))
     if spec.metric:
         metric_text = f"metric {spec.metric}"
     elif all(c.metric for c in spec.columns):
@@ -170,7 +171,7 @@ def floor_text(bt: BuiltTable) -> str:
                     acc[(r.task_name or r.task, direction)][name].append(v)
     if not acc:
         return ""
-    items = [f"{task} {d}: F1 {stats.mean(v['floor_f1']):.2f}, mAP {stats.mean(v['chance_mAP']):.2f}"
+    items = [f"{task_label(task)} {d}: F1 {stats.mean(v['floor_f1']):.2f}, mAP {stats.mean(v['chance_mAP']):.2f}"
              for (task, d), v in sorted(acc.items()) if v.get("floor_f1") and v.get("chance_mAP")]
     return ("Detection floors of the target labels (all-positive F1, chance mAP): " + "; ".join(items) + "."
             if items else "")
