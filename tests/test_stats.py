@@ -55,6 +55,12 @@ def test_paired_test_matches_scipy_on_random_data():
     a, b = rng.normal(size=7), rng.normal(size=7)
     mine, ref = stats.paired_test(a, b), scipy_stats.ttest_rel(a, b)
     assert mine.t == pytest.approx(ref.statistic) and mine.p == pytest.approx(ref.pvalue)
+    # the intervals are scipy.stats' too: the 95 % CI and the TOST (90 %) interval of mean(a - b)
+    assert mine.ci95 == pytest.approx(tuple(ref.confidence_interval(0.95)))
+    assert mine.ci90 == pytest.approx(tuple(ref.confidence_interval(0.90)))
+    d = a - b
+    assert stats.summarize(d).half_width == pytest.approx(
+        scipy_stats.t.ppf(0.975, d.size - 1) * scipy_stats.sem(d))
 
 
 def test_paired_test_degenerate_and_short_cases():
