@@ -9,8 +9,9 @@ The probes are ordinary cells (`method@epochs=B × task`), so they are cached, t
 A method is *converged at budget B* when its probe score at B agrees with those at 2B and every larger probed
 budget (within `tolerance` points, or within the seed CI of the paired difference) and it has *learned*: its
 same-modality probe (A→A) is at least `LEARNED_FACTOR` × chance. Without that guard a flat curve on the floor
-passed — DCID at lr 1e-2, its codebook collapsed to 6–14 of 400 codes, scored A→A 3.1 at both 8 and 16 epochs. The default budget is the smallest B of the study at which every
-method is converged (one budget for all methods: a fair comparison).
+passes (a collapsed codebook scores chance at every budget; docs/INSTRUMENT.md has the case). The study reports
+the smallest B at which every method of it is converged, if there is one; the `scale=default` preset
+(`methods/_pretrained.yaml`) is chosen from the study, one budget for every method (a fair comparison).
 """
 from __future__ import annotations
 
