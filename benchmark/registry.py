@@ -227,8 +227,8 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[
 
 
 def load_yaml(text: str):
-    """yaml.safe_load through libyaml's C parser when PyYAML has it (~10x faster: every CLI start reads ~70
-    cards and grids), the pure-Python one otherwise; both accept the same safe subset (+ exponent floats)."""
+    """yaml.safe_load through libyaml's C parser when PyYAML has it (much faster, and every CLI start reads every
+    card and grid), the pure-Python one otherwise; both accept the same safe subset (+ exponent floats)."""
     return yaml.load(text, Loader=_Loader)
 
 

@@ -24,9 +24,8 @@ def cmcm_scale(settings) -> float:
 
     Why: the encoders' outputs have roughly unit per-dimension scale, so distances grow like sqrt(D). At the
     released D = 256 the soft assignment over 400 codes is sharp; at the CPU preset's D = 64 the same temperature
-    leaves it far flatter. Measured after 2 epochs of CMCM on the default world: ‖z‖ 7.7 -> 16.1 and the spread of
-    ‖z − e‖ over the codes 1.31 / 1.78 -> 2.04 / 3.37 (audio / video) from D = 64 to D = 256; assignment entropy
-    4.75 / 2.94 vs 3.28 / 1.38 nats (uniform: 5.99). Scaling by sqrt(256 / D) = 2 restores the released sharpness.
+    leaves it far flatter (the measurement is in docs/INSTRUMENT.md, "Fidelity fixes"). Scaling by sqrt(256 / D)
+    restores the released sharpness at any width.
     """
     value = settings.get("cmcm_scale")
     return float(value) if value is not None else math.sqrt(REFERENCE_DIM / float(settings["code_dim"]))
