@@ -483,6 +483,14 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
     else:
         notes.append("no result of a tabled method carries diagnostics.code_counts: codebook activation figures "
                      "skipped")
+    from . import factors
+    probes = factors.collect(results, world)
+    if probes:
+        written.append(drawn(out / "factor_probes.png", probes,
+                             lambda path: factors.plot(probes, path, table_labels(table_specs.values()))))
+    else:
+        notes.append("no pretraining carries diagnostics.factors (a synthetic world with true latents, generator "
+                     "version 3): factor-probe figure skipped")
     for name, spec in table_specs.items():
         if (spec.plot or {}).get("kind") != "size_curve":
             continue

@@ -23,6 +23,8 @@ from benchmark.atomic import atomic_write
 from benchmark.contracts import MODALITY_ORDER, Method, Pretrained, RunContext, UserError
 from benchmark.hashing import stable_hash
 
+from tasks.data.factors import factor_probes
+
 from .quantizers import parse_fsq_levels
 from .precision import DTYPES, autocast, check_device
 from .trainer import TrainConfig, TrainResult, train, training_summary
@@ -229,17 +231,22 @@ class CodebookPretrained(Pretrained):
         for start in range(0, x.shape[0], self.ENCODE_CHUNK):
             yield x[start:start + self.ENCODE_CHUNK].to(device=self.device, dtype=self.dtype)
 
-    def _quantize(self, modality: str, x) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, modality: str, x, fn) -> list:
+        """`fn(general features of a chunk)` for every chunk of `x`, in eval mode without gradients."""
         self.model.eval()
-        qs, ids = [], []
         with torch.no_grad(), autocast(self.precision, self.device):
-            for chunk in self._chunks(modality, x):
-                q, i = self.model.quantizer.quantize(self.model.general(modality, chunk))
-                qs.append(q.float().cpu())
-                ids.append(i.cpu())
-        if not qs:
+            out = [fn(self.model.general(modality, chunk)) for chunk in self._chunks(modality, x)]
+        if not out:
             raise UserError(f"{self.method}: nothing to encode (0 clips of {modality})")
-        return torch.cat(qs), torch.cat(ids)
+        return out
+
+    def _quantize(self, modality: str, x) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = self._forward(modality, x, lambda z: [t.cpu() for t in self.model.quantizer.quantize(z)])
+        return torch.cat([q.float() for q, _ in pairs]), torch.cat([i for _, i in pairs])
+
+    def features(self, modality: str, x) -> torch.Tensor:
+        """The general features `[N, T, D]` the codes are picked from (before quantization; float32, CPU)."""
+        return torch.cat(self._forward(modality, x, lambda z: z.float().cpu()))
 
     def encode(self, modality: str, x) -> torch.Tensor:
         """Quantized code vectors `[N, T, D]` (float32, CPU)."""
@@ -369,6 +376,9 @@ class CodebookMethod(Method):
         pretrained = self.pretrained_class(model, method=self.name, entry=self.entry, settings=s, shapes=shapes,
                                            history=result.history, device=device)
         pretrained.compute_diagnostics(corpus, s["batch_size"], ctx)
+        probes = factor_probes(pretrained, corpus)   # None unless the corpus stores its clips' true factors
+        if probes is not None:
+            pretrained._diagnostics["factors"] = probes
         return pretrained
 
     def load(self, directory: Path, cfg: Mapping[str, Any], ctx: RunContext) -> CodebookPretrained:

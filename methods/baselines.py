@@ -27,6 +27,8 @@ import torch
 
 from benchmark.contracts import Method, NotApplicable, Pretrained, RunContext, UserError
 
+from tasks.data.factors import factor_probes
+
 from .base import canonical_modalities
 
 FORMAT = 1
@@ -132,6 +134,13 @@ class LinearBaseline(Method):
 
     def pretrain(self, corpus, cfg: Mapping[str, Any], seed: int, ctx: RunContext) -> LinearPretrained:
         self.validate(cfg)
+        pretrained = self._fit(corpus, cfg, seed)
+        probes = factor_probes(pretrained, corpus)   # None unless the corpus stores its clips' true factors
+        if probes is not None:
+            pretrained.info["factors"] = probes
+        return pretrained
+
+    def _fit(self, corpus, cfg: Mapping[str, Any], seed: int) -> LinearPretrained:
         names = canonical_modalities(m for m in corpus.modalities if m in ("audio", "video"))
         widths = {m: int(corpus.feature_shape(m)[-1]) for m in names}
         if self.kind == "cca":
@@ -176,8 +185,9 @@ class OraclePretrained(Pretrained):
 
     discrete = False
 
-    def __init__(self, method: str, factor: str, widths: Mapping[str, int]):
+    def __init__(self, method: str, factor: str, widths: Mapping[str, int], info: dict | None = None):
         self.method, self.factor, self.widths = method, factor, dict(widths)
+        self.info = dict(info or {})
 
     @property
     def dim(self) -> int:
@@ -197,18 +207,18 @@ class OraclePretrained(Pretrained):
         return torch.from_numpy(ff.latent(modality, self.factor, idx))
 
     def diagnostics(self) -> dict:
-        return {"factor": self.factor, "widths": self.widths}
+        return {"factor": self.factor, "widths": self.widths, **self.info}
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "meta.json").write_text(json.dumps({"format": FORMAT, "method": self.method,
-                                                          "factor": self.factor, "widths": self.widths}))
+        (directory / "meta.json").write_text(json.dumps({"format": FORMAT, "method": self.method, "factor": self.factor,
+                                                          "widths": self.widths, "info": self.info}))
 
     @classmethod
     def load(cls, directory: Path, device: str = "cpu") -> "OraclePretrained":
         meta = json.loads((Path(directory) / "meta.json").read_text())
-        return cls(meta["method"], meta["factor"], meta["widths"])
+        return cls(meta["method"], meta["factor"], meta["widths"], meta.get("info"))
 
 
 class Oracle(Method):
@@ -224,7 +234,9 @@ class Oracle(Method):
                   if factor in names[m]}
         if not widths:
             raise _no_latents(getattr(ff, "path", "this corpus"), factor)
-        return OraclePretrained(self.name, factor, widths)
+        pretrained = OraclePretrained(self.name, factor, widths)
+        pretrained.info["factors"] = factor_probes(pretrained, corpus)   # the reference row: R² 1 for its factor
+        return pretrained
 
     def load(self, directory: Path, cfg: Mapping[str, Any], ctx: RunContext) -> OraclePretrained:
         return OraclePretrained.load(directory)

@@ -19,7 +19,8 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("table", help="build a paper table from stored results (never trains)")
-    p.add_argument("table", help="grid name (benchmark/grids/NAME.yaml with a table: section), a YAML file, or 'all'")
+    p.add_argument("table", help="grid name (benchmark/grids/NAME.yaml with a table: section), a YAML file, "
+                                 "'factors' (the ground-truth factor probes of every pretraining), or 'all'")
     p.add_argument("--format", default="terminal", metavar="FMT",
                    help="csv | latex | md | terminal, comma-separated for several (csv,latex), or all "
                         "(= csv, latex, md and terminal); default terminal")
@@ -42,6 +43,8 @@ def main(args) -> int:
         raise UserError(f"--format: unknown format {', '.join(unknown) or '(empty)'}; "
                         f"expected {', '.join(tables.FORMATS)} or all")
     formats = list(tables.FORMATS) if "all" in wanted else list(dict.fromkeys(wanted))
+    if args.table == "factors":
+        return write_factors(args, formats, required=True)
     names = tables.table_names() if args.table == "all" else [args.table]
     if not names:
         raise UserError("no grid with a 'table:' section found in benchmark/grids")
@@ -66,4 +69,29 @@ def main(args) -> int:
         any_missing |= bool(bt.missing)
         for path in tables.write(bt, formats, out):
             err_console.print(f"wrote {path}", soft_wrap=True, highlight=False)
+    if args.table == "all":
+        write_factors(args, formats, required=False, results=results)
     return 1 if args.strict and any_missing else 0
+
+
+def write_factors(args, formats, required: bool, results=None) -> int:
+    """`factors.md` / `.csv` from the pretrainings' stored factor probes (benchmark/factors.py); a store without
+    any (real data, a version 2 world) gets one warning line, or an error when the factors table was asked for."""
+    from .. import factors, outputs
+    from ..report_plots import table_labels
+    out = outputs.check_dir(Path(args.out) if args.out else Path(args.results) / "tables", "--out")
+    probes = factors.collect(read_store(args.results, args.world) if results is None else results, args.world)
+    if not probes:
+        message = ("no pretraining in the store carries factor probes (they need a synthetic world that stores its "
+                   "true factors: `--profile default` with the generator knob version=3)")
+        if required:
+            raise UserError(message)
+        err_console.print(f"[yellow]warning[/] factors: {message}", soft_wrap=True, highlight=False)
+        return 0
+    label = table_labels()
+    if "terminal" in formats:
+        console.print(factors.to_markdown(probes, label), soft_wrap=True, highlight=False, markup=False)
+    if {"md", "csv"} & set(formats):
+        for path in factors.write(probes, out, label):
+            err_console.print(f"wrote {path}", soft_wrap=True, highlight=False)
+    return 0
