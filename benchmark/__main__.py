@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"error: {where}{exc.strerror or type(exc).__name__ + ': ' + str(exc)}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+    except KeyboardInterrupt as exc:    # executors say what was finished and kept (`executors.Interrupted`)
+        sys.stderr.write(f"error: {_one_line(exc) if str(exc) else 'interrupted'}\n")
         return 130
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Iterable, Sequence
 
-from . import registry, runner, tracking
+from . import executors, pretraining, registry, runner, tracking
 from . import spec as specs
 from .contracts import UserError
 from .gridspec import PROFILES
 from .results import CellResult
 from .store import Store
+from .world import NoWorld, WorldChoice, needs_world
 
 EXECUTORS = ("local", "pool", "ray", "slurm")
 COLUMNS = ("method", "task", "seed", "direction", "metric", "value", "main_metric", "key", "converged", "discrete",
@@ -29,7 +30,7 @@ COLUMNS = ("method", "task", "seed", "direction", "metric", "value", "main_metri
 
 # --------------------------------------------------------------------------- checks shared with the CLI
 def world_choice(profile: str | None, data: str | Path | None, world_seed: int, results: str | Path,
-                 profile_default: str = "default") -> runner.WorldChoice:
+                 profile_default: str = "default") -> WorldChoice:
     """The world a run reads (a synthetic profile or a `data` folder), after plain range checks."""
     if profile is not None and data is not None:
         raise UserError("give a profile or a data folder, not both")
@@ -42,9 +43,9 @@ def world_choice(profile: str | None, data: str | Path | None, world_seed: int, 
     root = Path(results)
     if root.exists() and not root.is_dir():
         raise UserError(f"--results '{root}' is not a directory")
-    return runner.WorldChoice(profile=None if data else (profile or profile_default),
-                              data=str(data) if data is not None else None, world_seed=world_seed,
-                              cache_root=str(root / "data"))
+    return WorldChoice(profile=None if data else (profile or profile_default),
+                       data=str(data) if data is not None else None, world_seed=world_seed,
+                       cache_root=str(root / "data"))
 
 
 def check_threads(threads: int) -> None:
@@ -102,6 +103,12 @@ class Silent:
     def inner(self, iterable: Iterable, description: str = "", total: int | None = None):
         return iterable
 
+    def expect(self, cells, pretrainings, workers: int = 1) -> None:
+        pass
+
+    def event(self, slot: int, kind: str, info: dict) -> None:
+        pass
+
 
 def run_cells(planner: Callable, options: runner.Options, results: str | Path, executor: str = "local",
               workers: int = 2, shard: str | None = None, progress: Callable = Silent, engine=None,
@@ -119,29 +126,29 @@ def run_cells(planner: Callable, options: runner.Options, results: str | Path, e
         raise UserError(f"unknown overwrite mode '{options.overwrite}' (expected {', '.join(runner.OVERWRITE)})")
     check_threads(options.threads)
     store = Store(results)
-    unkeyed = planner(None)
-    runner.check_precisions(unkeyed, runner.resolve_device(options.device))
+    unkeyed = planner(None)             # planned and validated once; keyed below once the world is open
+    device = runner.check_device(options.device, unkeyed)
     runner.shard([], shard)
     trackers = tracking.open_trackers(options, store.root)   # a missing tracker package: before any work
     store.ensure()
     store.sweep()
-    runner.rekey_pretrainings(store)     # an older store's pretrainings serve their settings keys (by what they ran)
-    if runner.needs_world(unkeyed):
+    pretraining.rekey_pretrainings(store)     # an older store's pretrainings serve their settings keys (by what they ran)
+    if needs_world(unkeyed):
         with progress(None, title=title) as gen:
             world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)
     else:
-        world = runner.NoWorld()
+        world = NoWorld()
     if world is None:
         raise UserError(f"world {options.world.label} is not generated yet and --overwrite only-cache computes nothing")
-    cells = runner.shard(planner(world), shard)
+    cells = runner.shard(runner.key_cells(unkeyed, world), shard)
     with progress(len(cells), title=title) as shown:
         ui = tracking.Observed(shown, trackers, store)
         if executor == "local":
-            return runner.run_local(cells, world, store, options, ui)
+            return executors.run_local(cells, world, store, options, ui, device)
         if executor == "pool":
-            return runner.run_pool(cells, store, options, workers, ui)
-        from . import executors  # optional engines (Ray, Slurm via submitit)
-        return executors.run(executor, cells, store, options, engine or SimpleNamespace(workers=workers), ui)
+            return executors.run_pool(cells, world, store, options, workers, ui, device)
+        return executors.run_remote(executor, cells, store, options, engine or SimpleNamespace(workers=workers), ui,
+                                    device)
 
 
 def _rich_progress(total: int | None, title: str = "cells"):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from . import runner
+from . import executors, pretraining, runner
 from . import spec as specs
 from . import stats
 from .contracts import MODALITY_ORDER, UserError
@@ -63,44 +63,66 @@ def run_chain(method: str, budgets: Sequence[int], seed: int, world, store: Stor
     for budget in sorted(set(budgets)):
         spec = specs.parse_method(with_epochs(method, budget))
         ctx.notes = {}
-        _, key = runner.get_pretrained(runner.Cell(spec, None, seed), world, store, ctx, checkpoints=shared)
+        _, key = pretraining.get_pretrained(runner.Cell(spec, None, seed), world, store, ctx, checkpoints=shared)
         rows.append({"method": method, "epochs": budget, "seed": seed, "key": key,
                      "status": "trained" if "pretrain_s" in ctx.notes else "cached"})
     return rows
 
 
-def _chain_worker(payload: dict) -> list[dict]:
-    """Pool worker: one chain, rebuilt from plain values."""
-    runner.worker_threads(payload["threads"])
-    options = runner.Options(quiet=True, device=payload["device"], world=runner.WorldChoice(**payload["world"]))
-    world = options.world.open()
-    ctx = runner.make_context(options)
-    return run_chain(payload["method"], payload["budgets"], payload["seed"], world, Store(payload["store"]), ctx)
+def chain_job(payload: dict, emit=None) -> list[dict]:
+    """One chain in a pool worker, rebuilt from plain values."""
+    executors.worker_threads(payload["threads"])
+    ctx = runner.make_context(payload["device"], events=emit)
+    return run_chain(payload["method"], payload["budgets"], payload["seed"], executors.open_world(payload["world"]),
+                     Store(payload["store"]), ctx)
+
+
+def chain_pending(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[int], world,
+                  store: Store) -> dict[str, dict]:
+    """The pretrainings the chains will train, each with the epochs it adds to the previous budget (what the
+    ETA counts)."""
+    out, steps = {}, sorted(set(budgets))
+    for method in methods:
+        for seed in seeds:
+            for before, budget in zip([0] + steps, steps):
+                cell = runner.Cell(specs.parse_method(with_epochs(method, budget)), None, seed)
+                for key, info in pretraining.pending([cell], world, store).items():
+                    out[key] = {**info, "epochs": budget - before}
+    return out
 
 
 def run_chains(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[int], world, store: Store,
-               options: runner.Options, workers: int, ui) -> list[dict]:
-    """Every (method, seed) chain, in `workers` processes (1 = in this process), longest methods first."""
+               options: runner.Options, workers: int, ui, device: str) -> list[dict]:
+    """Every (method, seed) chain, in `workers` processes of the executors' pool (1 = in this process)."""
     jobs = [(m, s) for m in methods for s in seeds]
-    if workers <= 1:
-        runner.set_threads(options.threads or runner.default_threads())
-        ctx = runner.make_context(options, progress=ui.inner, log=ui.log)
-        rows = []
-        for method, seed in jobs:
-            rows += run_chain(method, budgets, seed, world, store, ctx)
-            ui.advance(f"{method} seed {seed}")
-        return rows
-    from concurrent.futures import as_completed
-    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
-    rows = []
-    with runner.spawn_pool(workers) as pool:
-        futures = {pool.submit(_chain_worker, {
-            "method": m, "budgets": list(budgets), "seed": s, "threads": threads, "device": options.device,
-            "store": str(Path(store.root).resolve()), "world": runner.world_payload(options.world)}): (m, s)
-            for m, s in jobs}
-        for future in as_completed(futures):
-            rows += future.result()
-            ui.advance(f"{futures[future][0]} seed {futures[future][1]}")
+    ui.expect([], chain_pending(methods, budgets, seeds, world, store), workers)
+    rows: list[dict] = []
+    try:
+        if workers <= 1:
+            runner.set_threads(options.threads or runner.default_threads())
+            ctx = runner.make_context(device, progress=ui.inner, log=ui.log,
+                                      events=lambda kind, **info: ui.event(0, kind, info))
+            for method, seed in jobs:
+                rows += run_chain(method, budgets, seed, world, store, ctx)
+                ui.advance(f"{method} seed {seed}")
+            return rows
+        threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
+        payloads = [{"method": m, "budgets": list(budgets), "seed": s, "threads": threads, "device": device,
+                     "store": str(Path(store.root).resolve()), "world": options.world.payload()} for m, s in jobs]
+        with executors.Pool(workers, events=ui.event) as pool:
+            for index, status, value in pool.map(chain_job, payloads):
+                method, seed = jobs[index]
+                if status == "user":
+                    raise UserError(value)
+                if status != "ok":    # a dead or failing chain costs its own budgets; the probes say which
+                    ui.log(f"[red]failed[/] budget chain {method} seed {seed}: {value}")
+                    rows.append({"method": method, "seed": seed, "status": "failed", "error": value})
+                else:
+                    rows += value
+                ui.advance(f"{method} seed {seed}")
+    except KeyboardInterrupt:
+        raise executors.Interrupted(f"interrupted: {len(rows)} pretrainings of the chains finished and kept in the "
+                                    f"store; rerun to train the rest") from None
     return rows
 
 

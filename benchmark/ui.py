@@ -1,13 +1,18 @@
-"""Terminal output: one rich progress display (cells bar + transient inner bars) and result tables."""
+"""Terminal output: one rich progress display (cells bar with an honest ETA, one line per running pretraining,
+transient inner bars) and result tables."""
 from __future__ import annotations
 
+import re
 import sys
-from typing import Iterable
+import time
+from collections import Counter
+from typing import Callable, Iterable
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
 from rich.table import Table
+from rich.text import Text
 
 from .results import CellResult
 
@@ -15,21 +20,159 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
-class CellProgress:
-    """Top bar over cells with cached / ran / failed counters; inner bars (pretraining epochs, head
-    training) appear under it while they run and vanish when done. Quiet mode prints nothing."""
+class Estimator:
+    """Remaining wall time from what this run has measured: seconds per epoch per method times the epochs the
+    pending pretrainings have left, plus seconds per computed cell per task times the cells left, spread over
+    the workers (but never less than the longest single pretraining left). Cached cells cost nothing.
 
-    def __init__(self, total: int | None, quiet: bool = False, title: str = "cells"):
+    A figure is only as good as its measurements: `remaining` is None before any has been made and is marked a
+    lower bound (`exact` False) while part of the work has no measurement yet. Between updates it counts down
+    with the clock, so a display refreshed every few seconds never freezes."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.workers = 1
+        self.pretrainings: dict[str, dict] = {}      # key -> {"method", "left"}: still to train
+        self.todo: Counter[str] = Counter()           # task name -> cells still to compute
+        self.epoch_s: dict[str, list[float]] = {}     # method -> measured seconds per epoch
+        self.cell_s: dict[str, list[float]] = {}      # task name -> measured seconds per cell (epochs excluded)
+        self.counted: set[str] = set()                # pretrainings whose time the epochs account for
+        self._at, self._value = clock(), None
+
+    def expect(self, cells: Iterable, pretrainings: dict[str, dict], workers: int = 1) -> None:
+        """The work of a run: `cells` still to compute, `pretrainings` (key -> method, epochs) still to train."""
+        self.workers = max(1, workers)
+        self.todo.update(cell.task.name for cell in cells)
+        for key, info in pretrainings.items():
+            self.pretrainings[key] = {"method": info["method"], "left": int(info["epochs"])}
+        self._update()
+
+    def epoch(self, key: str, method: str, done: int, total: int, seconds: float) -> None:
+        self.epoch_s.setdefault(method, []).append(seconds)
+        self.counted.add(key)
+        self.pretrainings[key] = {"method": method, "left": max(0, total - done)}
+        self._update()
+
+    def pretraining_done(self, key: str) -> None:
+        self.pretrainings.pop(key, None)
+        self._update()
+
+    def cell_done(self, outcome) -> None:
+        """A finished cell: one fewer to go, and (computed) its cost beyond the pretraining epochs measured."""
+        if outcome.status not in ("ran", "failed"):
+            return
+        task = outcome.cell.task.name
+        if self.todo[task] > 0:
+            self.todo[task] -= 1
+        result = outcome.result
+        if outcome.status == "ran" and result is not None:
+            if result.pretrain_key:
+                self.pretrainings.pop(result.pretrain_key, None)
+            trained = result.notes.get("pretrain_s", 0) if result.pretrain_key in self.counted else 0
+            cost = outcome.seconds - float(trained)
+            self.cell_s.setdefault(task, []).append(max(0.0, cost))
+        self._update()
+
+    @staticmethod
+    def _mean(values: list[float]) -> float:
+        recent = values[-8:]        # recent epochs: a warm-up epoch should not weigh forever
+        return sum(recent) / len(recent)
+
+    def _cost(self, table: dict[str, list[float]], name: str) -> float | None:
+        if table.get(name):
+            return self._mean(table[name])
+        known = [self._mean(v) for v in table.values() if v]
+        return sum(known) / len(known) if known else None
+
+    def _update(self) -> None:
+        total, longest, exact, measured = 0.0, 0.0, True, False
+        for info in self.pretrainings.values():
+            per_epoch = self._cost(self.epoch_s, info["method"])
+            if per_epoch is None:
+                exact = False
+                continue
+            measured = True
+            total += info["left"] * per_epoch
+            longest = max(longest, info["left"] * per_epoch)
+        for task, n in self.todo.items():
+            if n <= 0:
+                continue
+            per_cell = self._cost(self.cell_s, task)
+            if per_cell is None:
+                exact = False
+                continue
+            measured = True
+            total += n * per_cell
+        self._at = self.clock()
+        if not measured and not exact:
+            self._value = None
+        else:
+            self._value = (max(total / self.workers, longest), exact)
+
+    def remaining(self) -> tuple[float, bool] | None:
+        """(seconds left, whether every part was measured), counting down since the last update; None: unknown."""
+        if self._value is None:
+            return None
+        seconds, exact = self._value
+        return max(0.0, seconds - (self.clock() - self._at)), exact
+
+    def text(self) -> str:
+        left = self.remaining()
+        if left is None:
+            return "eta —"
+        seconds, exact = left
+        return f"eta {'' if exact else '≥'}{_hms(seconds)}"
+
+    def pretraining_left(self, key: str) -> float | None:
+        info = self.pretrainings.get(key)
+        per_epoch = None if info is None else self._cost(self.epoch_s, info["method"])
+        return None if per_epoch is None else info["left"] * per_epoch
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _EtaColumn(ProgressColumn):
+    """The cells bar shows the run's ETA, a pretraining line the time its own epochs have left, an inner bar
+    rich's own estimate."""
+
+    def __init__(self, estimator: Estimator):
+        super().__init__()
+        self.estimator = estimator
+
+    def render(self, task) -> Text:
+        kind = task.fields.get("kind")
+        if kind == "cells":
+            return Text(self.estimator.text(), style="progress.remaining")
+        if kind == "pretrain":
+            left = self.estimator.pretraining_left(task.fields["key"])
+            return Text(f"left {_hms(left)}" if left is not None else "", style="progress.remaining")
+        left = task.time_remaining
+        return Text(f"left {_hms(left)}" if left is not None else "", style="progress.remaining")
+
+
+class CellProgress:
+    """Top bar over cells with cached / ran / failed counters and the ETA of `Estimator`; one line per running
+    pretraining (method, seed, epoch e/E, seconds per epoch), fed by `event` from this process or from pool
+    workers; inner bars (batches, head training) appear under it while they run and vanish when done. Quiet mode
+    prints nothing."""
+
+    def __init__(self, total: int | None, quiet: bool = False, title: str = "cells", clock=time.monotonic):
         self.quiet = quiet
         self.counts = {"cached": 0, "ran": 0, "failed": 0, "missing": 0}
         self.title = title
+        self.estimator = Estimator(clock)
+        self.running: dict[int, dict] = {}     # worker slot -> the pretraining it is training
         self.progress = None
+        self.task = None
         if not quiet:
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-                                     TimeRemainingColumn(), console=err_console,
-                                     transient=False, refresh_per_second=4)
-            self.task = self.progress.add_task(self._describe(""), total=total) if total is not None else None
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), _EtaColumn(self.estimator),
+                                     console=err_console, transient=False, refresh_per_second=4)
+            if total is not None:
+                self.task = self.progress.add_task(self._describe(""), total=total, kind="cells")
 
     def _describe(self, current: str) -> str:
         c = self.counts
@@ -46,12 +189,45 @@ class CellProgress:
         if self.progress:
             self.progress.stop()
 
+    def expect(self, cells: list, pretrainings: dict[str, dict], workers: int = 1) -> None:
+        """What is left to compute (cached cells already answered): the ETA's work list."""
+        self.estimator.expect(cells, pretrainings, workers)
+
+    def event(self, slot: int, kind: str, info: dict) -> None:
+        """A progress event of the pretraining running in `slot` (0 = this process, else a pool worker)."""
+        if kind == "pretrain_start":
+            self.running[slot] = dict(info, done=0)
+            self._show(slot)
+        elif kind == "epoch" and slot in self.running:
+            run = self.running[slot]
+            run.update(done=info["done"], epochs=info["total"], seconds=info["seconds"])
+            self.estimator.epoch(run["key"], run["method"], info["done"], info["total"], info["seconds"])
+            self._show(slot)
+        elif kind in ("pretrain_end", "gone"):
+            run = self.running.pop(slot, None)
+            if run is not None:
+                self.estimator.pretraining_done(run["key"])   # trained, failed or killed: no longer running
+                if self.progress and "task" in run:
+                    self.progress.remove_task(run["task"])
+
+    def _show(self, slot: int) -> None:
+        run = self.running[slot]
+        if not self.progress:
+            return
+        epochs = run.get("epochs")
+        text = (f"  pretrain {run['label']} · epoch {run['done']}/{epochs if epochs else '?'}"
+                + (f" · {run['seconds']:.1f} s/epoch" if "seconds" in run else ""))
+        if "task" not in run:
+            run["task"] = self.progress.add_task(text, total=epochs, kind="pretrain", key=run["key"])
+        self.progress.update(run["task"], description=text, completed=run["done"], total=epochs)
+
     def start(self, cell) -> None:
         if self.progress and self.task is not None:
             self.progress.update(self.task, description=self._describe(cell.label))
 
     def done(self, outcome) -> None:
         self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        self.estimator.cell_done(outcome)
         if self.progress and self.task is not None:
             self.progress.update(self.task, advance=1, description=self._describe(""))
         if outcome.status == "failed":
@@ -89,19 +265,38 @@ def fmt(value) -> str:
     return str(value)
 
 
+def _natural(text: str) -> list:
+    """Sort key reading digit runs as numbers (R@5 before R@10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def direction_order(directions: Iterable[str]) -> list[str]:
+    """One order for directions, whatever order they were stored in: cross-modal ones first (the benchmark's
+    point), then same-modality ones (A->A), each group in natural order."""
+    def key(direction: str):
+        source, arrow, target = direction.partition("->")
+        return (bool(arrow) and source == target, _natural(direction))
+    return sorted(dict.fromkeys(directions), key=key)
+
+
+def metric_order(names: Iterable[str], main_metric: str | None) -> list[str]:
+    """The main metric first, then the others in natural order."""
+    return sorted(dict.fromkeys(names), key=lambda n: (n != main_metric, _natural(n)))
+
+
 def metrics_table(result: CellResult, status: str = "") -> Table:
-    """Directions × metrics for one cell."""
+    """Directions × metrics for one cell. A fresh result keeps the task's dict order while `result.json` is
+    written key-sorted, so both go through one order (`direction_order`, `metric_order`) and print alike."""
     metrics = result.metrics
-    names: list[str] = []
-    for values in metrics.values():
-        names += [k for k in values if k not in names and isinstance(values[k], (int, float))]
+    names = metric_order((k for values in metrics.values() for k in values
+                          if isinstance(values[k], (int, float))), result.main_metric)
     title = f"{result.method} × {result.task} · seed {result.seed}" + (f" · {status}" if status else "")
     table = Table(title=title, title_justify="left")
     table.add_column("direction")
     for name in names:
         table.add_column(name + (" *" if name == result.main_metric else ""), justify="right")
-    for direction, values in metrics.items():
-        table.add_row(direction, *[fmt(values.get(n, "")) for n in names])
+    for direction in direction_order(metrics):
+        table.add_row(direction, *[fmt(metrics[direction].get(n, "")) for n in names])
     return table
 
 
@@ -112,8 +307,8 @@ def seeds_table(results: list[CellResult]) -> Table:
     for r in results:
         for direction, metric, v in r.scores():
             values.setdefault(direction, {}).setdefault(metric, []).append(v)
-    names = list(dict.fromkeys(m for per in values.values() for m in per))
     first = results[0]
+    names = metric_order((m for per in values.values() for m in per), first.main_metric)
     seeds = " ".join(str(s) for s in sorted({r.seed for r in results}))
     title = f"{first.method} × {first.task} · mean ± 95% CI over seeds {seeds}"
     table = Table(title=title, title_justify="left", min_width=len(title))
@@ -121,7 +316,8 @@ def seeds_table(results: list[CellResult]) -> Table:
     table.add_column("n", justify="right")
     for name in names:
         table.add_column(name + (" *" if name == first.main_metric else ""), justify="right")
-    for direction, per in values.items():
+    for direction in direction_order(values):
+        per = values[direction]
         cells = [mean_ci(per[name]) if name in per else "" for name in names]
         table.add_row(direction, str(max(len(v) for v in per.values())), *cells)
     return table
@@ -145,7 +341,7 @@ def grid_tables(results: list[CellResult]) -> list[Table]:
     tables = []
     for task, per_method in by_task.items():
         first = next(iter(per_method.values()))[0]
-        directions = list(dict.fromkeys(d for rs in per_method.values() for r in rs for d in r.metrics))
+        directions = direction_order(d for rs in per_method.values() for r in rs for d in r.metrics)
         seeds = sorted({r.seed for rs in per_method.values() for r in rs})
         title = (f"{task} · {first.main_metric} · mean ± 95% CI over seeds {' '.join(map(str, seeds))}"
                  + (" · † not converged" if any(r.converged is False for rs in per_method.values() for r in rs)

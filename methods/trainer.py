@@ -277,6 +277,7 @@ def train(model: nn.Module, corpus, config: TrainConfig, ctx) -> TrainResult:
         result.history.append(record)
         ctx.log(f"{config.name} epoch {epoch + 1}/{config.epochs}: total {record.get('total', float('nan')):.4f} "
                 f"({record['seconds']:.1f}s)")
+        ctx.epoch_done(epoch + 1, config.epochs, record["seconds"])
         if directory is not None:
             save_checkpoint(directory, {
                 "format": CHECKPOINT_FORMAT, "tag": config.resume_tag, "epoch": epoch + 1, "steps": result.steps,

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import budget, runner
+from benchmark import budget, pretraining, runner
 from benchmark import spec as specs
 from benchmark.contracts import RunContext, UserError
 from benchmark.store import Store
+from benchmark.world import WorldChoice
 from methods.alignment import cmcm_scale
 from methods.baselines import cca
 from methods.base import ArrayCorpus
@@ -104,15 +105,15 @@ def test_default_world_fingerprints_are_the_published_ones(tmp_path):
 # --------------------------------------------------------------------------- budgets and convergence
 def test_budget_chain_equals_fresh_runs(tmp_path):
     """Training to 2 epochs through the chain (1, then resume to 2) gives bit for bit the fresh 2-epoch model."""
-    world = runner.WorldChoice(profile="smoke", cache_root=str(tmp_path / "data")).open()
-    ctx = runner.make_context(runner.Options(quiet=True))
+    world = WorldChoice(profile="smoke", cache_root=str(tmp_path / "data")).open()
+    ctx = runner.make_context("cpu")
     budget.run_chain("cmcm", [1, 2], 0, world, Store(tmp_path / "chain"), ctx)
     fresh = runner.Cell(specs.parse_method("cmcm@epochs=2"), None, 0)
-    runner._MEMORY.clear()
-    a, _ = runner.get_pretrained(fresh, world, Store(tmp_path / "fresh"), ctx)
-    runner._MEMORY.clear()
+    pretraining._MEMORY.clear()
+    a, _ = pretraining.get_pretrained(fresh, world, Store(tmp_path / "fresh"), ctx)
+    pretraining._MEMORY.clear()
     b = specs.parse_method(budget.with_epochs("cmcm", 2))
-    b, _ = runner.get_pretrained(runner.Cell(b, None, 0), world, Store(tmp_path / "chain"), ctx)
+    b, _ = pretraining.get_pretrained(runner.Cell(b, None, 0), world, Store(tmp_path / "chain"), ctx)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.history == b.history or [h["total"] for h in a.history] == [h["total"] for h in b.history]
@@ -295,8 +296,8 @@ def test_a_legacy_pretraining_is_keyed_by_the_budget_it_trained_never_by_todays_
         "method": plain.pretrain_resolved(), "corpus": corpus, "seed": seed,
         "diagnostics": {"training": {"loss_history": [{"total": 1.0}] * trained}}}))
     (folder / "complete.json").write_text("{}")
-    assert runner._trained_epochs(runner._read_meta(folder)) == trained
-    assert runner.rekey_pretrainings(Store(tmp_path)) == 1
+    assert pretraining._trained_epochs(pretraining._read_meta(folder)) == trained
+    assert pretraining.rekey_pretrainings(Store(tmp_path)) == 1
     want = specs.pretrain_key(specs.parse_method(f"dcid@epochs={trained}"), corpus, seed)
     assert (tmp_path / "pretrain" / "dcid" / want / "meta.json").exists()
     assert not (tmp_path / "pretrain" / "dcid" / specs.pretrain_key(plain, corpus, seed)).exists()

@@ -150,7 +150,7 @@ def test_forced_unsupported_mode_is_a_user_error_naming_mode_device_and_alternat
     assert check_device("float32", "cpu") is None
     cells = runner.plan(["dcid@dtype=bf16-mixed"], ["ave"], [0], None)
     with pytest.raises(UserError, match="dcid@dtype=bf16-mixed: dtype=bf16-mixed cannot run"):
-        runner.check_precisions(cells, "cpu")
+        runner.check_device("cpu", cells)
     monkeypatch.delenv(precision.FORCE_ENV)
     assert (check_device("bf16-mixed", "cpu") is None) == (BF16_CPU is None)   # the real probe again
 

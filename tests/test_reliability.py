@@ -23,9 +23,10 @@ import h5py
 import numpy as np
 import pytest
 
-from benchmark import runner, spec, store as store_mod
+from benchmark import pretraining, runner, spec, store as store_mod
 from benchmark.__main__ import main as cli_main
 from benchmark.contracts import UserError
+from benchmark.world import WorldChoice
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = "9" * 5000
@@ -33,7 +34,7 @@ BIG = "9" * 5000
 
 def cli(capsys, *args) -> tuple[int, str]:
     store_mod.forget_warnings()
-    runner._MEMORY.clear()   # in-process runs must go through the store as a fresh process would
+    pretraining._MEMORY.clear()   # in-process runs must go through the store as a fresh process would
     try:
         code = cli_main([str(a) for a in args])
     except SystemExit as exc:   # argparse's own errors
@@ -239,7 +240,7 @@ def test_table_and_claims_skip_a_foreign_result_with_a_warning(command, computed
 def test_corrupt_pretrained_model_is_retrained(world, computed, capsys):
     (model,) = computed.glob("pretrain/tinymethod/*/model/tiny.npz")
     model.write_bytes(b"PK\x03\x04 truncated")
-    runner._MEMORY.clear()
+    pretraining._MEMORY.clear()
     code, err = cli(capsys, "run", "--method", "tinymethod", "--task", "tinytask", "--data", world,
                     "--results", computed, "-q", "--overwrite", "always")
     assert code == 0, err
@@ -390,7 +391,7 @@ def test_stale_temp_files_of_dead_writers_are_swept(world, tmp_path, capsys):
     half = store / "data" / ".smoke-s0.x1y2.tmp"
     half.mkdir(parents=True)
     (half / "pretrain.h5").write_bytes(b"partial")
-    w = runner.WorldChoice(profile=None, data=str(world)).open()
+    w = WorldChoice(profile=None, data=str(world)).open()
     (cell,) = runner.plan(["tinymethod"], ["tinytask"], [0], w)
     cell_dir = store_mod.Store(store).cell_dir(cell.task.canonical(), cell.method.canonical(), cell.key)
     cell_dir.mkdir(parents=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark import registry, runner, spec
+from benchmark import registry, spec, world
 from benchmark.contracts import RunContext, UserError
 from methods.vqvae import VQVAE, VQVAEMethod, train_vqvae
 from tasks.toc_recon import MASK_RATIOS, TOCRecon, digits_split, direction, mask_dims, masked_mse
@@ -100,7 +100,7 @@ def test_task_rejects_bad_options(over, message):
 
 def test_cards_make_vqvae_toc_recon_a_self_contained_cell():
     assert spec.parse_method("vqvae").discrete
-    assert runner.task_datasets(spec.parse_task("toc_recon")) == ((), False)
+    assert world.task_datasets(spec.parse_task("toc_recon")) == ((), False)
     assert "toc_recon" not in __import__("benchmark.api", fromlist=["all_tasks"]).all_tasks()
     with pytest.raises(UserError, match="trained inside the toc_recon task"):
         VQVAEMethod().pretrain(None, {}, 0, RunContext())

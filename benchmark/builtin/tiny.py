@@ -76,8 +76,10 @@ class TinyMethod(Method):
         z = TinyPretrained(projections, np.zeros((1, cfg["dim"]), np.float32))._project(m0, batch[m0])
         flat = z.reshape(-1, cfg["dim"])
         codebook = flat[rng.choice(len(flat), size=min(cfg["codes"], len(flat)), replace=False)]
-        for _ in ctx.progress(range(3), description="tiny pretraining", total=3):
+        for step in ctx.progress(range(3), description="tiny pretraining", total=3):
+            t0 = time.perf_counter()
             time.sleep(cfg["sleep"] / 3)
+            ctx.epoch_done(step + 1, 3, time.perf_counter() - t0)   # three "epochs", so progress tests see some
         return TinyPretrained(projections, codebook.astype(np.float32))
 
     def load(self, directory, cfg, ctx):

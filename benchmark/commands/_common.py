@@ -9,6 +9,7 @@ from .. import api, runner, tracking
 from .. import spec as specs
 from ..gridspec import PROFILES
 from ..ui import CellProgress, console, err_console, metrics_table, seeds_table
+from ..world import WorldChoice
 
 
 def cli_int(text: str) -> int:
@@ -58,7 +59,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: a file store <results>/mlruns)")
 
 
-def check_world_args(args, profile_default: str = "default") -> runner.WorldChoice:
+def check_world_args(args, profile_default: str = "default") -> WorldChoice:
     """Plain range checks of the shared options (before anything is generated or planned); the world they name."""
     api.check_threads(args.threads)
     if args.seeds is not None:

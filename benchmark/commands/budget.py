@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from .. import budget, runner
+from .. import budget, executors, pretraining, runner
 from .. import spec as specs
 from ..atomic import atomic_write_text
 from ..contracts import UserError
@@ -53,24 +53,23 @@ def _validate(args) -> None:
 def main(args) -> int:
     _validate(args)
     options = options_from(args)
-    device = runner.resolve_device(options.device)
     seeds = args.seeds or [0]
     budgets = sorted(set(args.epochs))
     methods = list(dict.fromkeys(args.method))
     probe_specs = [budget.with_epochs(m, b) for m in methods for b in budgets]
-    runner.check_precisions([runner.Cell(specs.parse_method(s), None, 0) for s in probe_specs], device)
+    device = runner.check_device(options.device, [runner.Cell(specs.parse_method(s), None, 0) for s in probe_specs])
     store = Store(args.results)
     with CellProgress(None, quiet=options.quiet) as gen:
         world = options.world.open(progress=gen.inner)
     with CellProgress(len(methods) * len(seeds), quiet=options.quiet, title="budget chains") as ui:
-        budget.run_chains(methods, budgets, seeds, world, store, options, args.workers, ui)
-    runner.rekey_pretrainings(store)     # entries of an older store serve the preset spellings too
+        budget.run_chains(methods, budgets, seeds, world, store, options, args.workers, ui, device)
+    pretraining.rekey_pretrainings(store)     # entries of an older store serve the preset spellings too
     cells = runner.plan(probe_specs, [budget.PROBE_TASK], seeds, world)
     with CellProgress(len(cells), quiet=options.quiet, title="budget probes") as ui:
         if args.workers > 1:
-            outcomes = runner.run_pool(cells, store, options, args.workers, ui)
+            outcomes = executors.run_pool(cells, world, store, options, args.workers, ui, device)
         else:
-            outcomes = runner.run_local(cells, world, store, options, ui)
+            outcomes = executors.run_local(cells, world, store, options, ui, device)
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")

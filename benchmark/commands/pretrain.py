@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from .. import runner
+from .. import pretraining, runner
 from .. import spec as specs
 from ..atomic import atomic_write_json
 from ..contracts import UserError
+from ..executors import Interrupted
 from ..store import Store
 from ..ui import CellProgress, console
 from ._common import add_world_options, options_from
@@ -36,7 +37,6 @@ def peak_rss_mb() -> float:
 
 def main(args) -> int:
     options = options_from(args)
-    device = runner.resolve_device(options.device)
     methods = [specs.parse_method(text) for text in args.method]
     seeds = specs.check_seeds(args.seeds or [0])
     for method in methods:
@@ -46,22 +46,27 @@ def main(args) -> int:
             raise UserError(f"method '{method.base.name}' is trained inside task(s) {', '.join(only)}; "
                             f"it has no separate pretraining")
     cells = [runner.Cell(method, None, seed) for method in methods for seed in seeds]
-    runner.check_precisions(cells, device)
+    device = runner.check_device(options.device, cells)
     runner.set_threads(options.threads or runner.default_threads())
     store = Store(args.results)
     store.ensure()
     store.sweep()
     rows, failure = [], None
-    with CellProgress(None, quiet=options.quiet, title="pretrain") as ui:
+    with CellProgress(len(cells), quiet=options.quiet, title="pretrain") as ui:
         world = options.world.open(progress=ui.inner)
-        ctx = runner.make_context(options, progress=ui.inner, log=ui.log)
+        ui.expect([], pretraining.pending(cells, world, store))
+        ctx = runner.make_context(device, progress=ui.inner, log=ui.log,
+                                  events=lambda kind, **info: ui.event(0, kind, info))
         for cell in cells:
             ctx.notes = {}
             t0 = time.perf_counter()
             try:
-                _, key = runner.get_pretrained(cell, world, store, ctx)
+                _, key = pretraining.get_pretrained(cell, world, store, ctx)
             except UserError:
                 raise
+            except KeyboardInterrupt:
+                raise Interrupted(f"interrupted: {len(rows)} of {len(cells)} pretrainings finished and kept in the "
+                                  f"store; rerun to train the rest") from None
             except Exception as exc:  # noqa: BLE001 - a method that cannot train: one line, not a traceback
                 failure = (f"pretraining {cell.method.pretrain_canonical()} (seed {cell.seed}) failed: "
                            f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
@@ -69,6 +74,7 @@ def main(args) -> int:
             rows.append({"method": cell.method.pretrain_canonical(), "seed": cell.seed, "key": key,
                          "status": "trained" if "pretrain_s" in ctx.notes else "cached",
                          "seconds": round(time.perf_counter() - t0, 3), "clips": len(world.corpus())})
+            ui.advance(f"{cell.method.pretrain_canonical()} seed {cell.seed}")
     if failure:
         sys.stderr.write(f"error: {failure}\n")
         return 1
