@@ -23,3 +23,25 @@ def test_claims_at_80_columns_print_every_spec_whole():
     assert len({ln for ln in lines if "levels=" in ln and "quantizer=rvq" in ln}) == 6   # 3 RVQ depths × 2 links
     for c in found:
         assert f"{c.number}. " in text and c.verdict in text
+
+
+def test_the_claims_command_fits_80_columns(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    store = tmp_path / "store"
+    for r in cells(paper_claims.QUANTIZER_VQ, 60, mm=70, seed_noise=1) + sum(
+            (cells(s, 57 + i, mm=80, seed_noise=5 + i) for i, s in enumerate(paper_claims.QUANTIZERS.values())), []):
+        d = store / "cells" / r["task"] / r["method"] / f"k{r['seed']}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(r))
+    out = subprocess.run([sys.executable, "-m", "benchmark", "claims", "--results", str(store)],
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    lines = [ln.rstrip() for ln in out.stdout.splitlines()]
+    assert max(map(len, out.stdout.splitlines())) <= 80 and "…" not in out.stdout
+    assert "  · dcid@epochs=16 ≥ dcid@epochs=16,levels=3,quantizer=rvq" in lines    # whole, one line
+    assert any(ln.startswith("  a ≈ b: holds if") for ln in lines)                   # the rules wrap indented

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.padding import Padding
+
 from .. import claims, claims_narrow, paper_claims
 from .. import outputs
 from ..api import read_store
@@ -29,9 +31,9 @@ def main(args) -> int:
     console.print((claims_narrow if narrow else claims).to_rich(found, index))
     console.print("Rules (a REL b, d = a − b paired by seed):", highlight=False)
     for rel, rule in claims.RULES.items():
-        console.print(f"  a {rel} b: {rule}", highlight=False, soft_wrap=True)
-    console.print("  < 2 paired seeds: inconclusive; a claim holds if every comparison holds, fails if any fails.",
-                  highlight=False)
+        console.print(Padding(f"a {rel} b: {rule}", (0, 0, 0, 2)), highlight=False)   # wraps at words, indented
+    console.print(Padding("< 2 paired seeds: inconclusive; a claim holds if every comparison holds, fails if any "
+                          "fails.", (0, 0, 0, 2)), highlight=False)
     for w in index.warnings:
         err_console.print(f"[yellow]warning[/] {w}", soft_wrap=True, highlight=False)
     for path in claims.write(found, index, out):
