@@ -29,6 +29,8 @@ from .results import CellResult
 from .tables.render import pretty_label
 
 SINGLE, FLOOR = 0.95, 0.05
+FIG_WIDTH = 11.2   # inches at 120 dpi: 1344 px, whole at 100 % zoom on a 1440-px-wide screen
+PANELS = 12        # small multiples per figure
 CATEGORIES = ("one", "two", "all")
 COLOURS = {"one": "#d62728", "two": "#1f77b4", "all": "#2ca02c"}
 
@@ -137,6 +139,29 @@ def method_labels(specs: Iterable) -> Callable[[str], str]:
     return label
 
 
+def _epochs(spec: str) -> int | None:
+    """The pretraining epochs a method spec trains (its preset resolved), None for a method without presets."""
+    from . import spec as specs
+    try:
+        settings = specs.pretrain_settings(specs.parse_method(spec))
+    except UserError:
+        return None
+    return (settings or {}).get("epochs")
+
+
+def with_budgets(specs: Iterable[str], label: Callable[[str], str]) -> Callable[[str], str]:
+    """`label` plus each spec's pretraining budget (", 16 ep") when the specs drawn together differ in budget:
+    a 16-epoch ablation row beside a 32-epoch main-grid row must not read as another method."""
+    budgets = {s: _epochs(s) for s in specs}
+    if len({b for b in budgets.values() if b is not None}) < 2:
+        return label
+
+    def labelled(spec: str) -> str:
+        return label(spec) + (f", {budgets[spec]} ep" if budgets.get(spec) is not None else "")
+    labelled.plain = label      # a family's panel title names the family, not one member's budget
+    return labelled
+
+
 def package_tables() -> dict:
     """{grid name: TableSpec} of every table of the package's grids (each grid file read once per caller)."""
     from . import tables
@@ -206,12 +231,12 @@ def plot_activation_bars(activation: Mapping[str, Mapping[int, list[dict]]], pat
         for i in range(depth):
             per_seed = [activation_fractions(layers[i]) for layers in seeds.values() if i < len(layers)]
             means = [float(np.nanmean([f[c] for f in per_seed])) for c in CATEGORIES]
-            name = label(spec) + (f", codebook {i + 1}" if depth > 1 else "")
+            name = label(spec) + (f", codebook {i + 1}" if depth > 1 else "")   # never wrapped: one line a bar
             families[_family(spec)].append((name, means, len(per_seed)))
     names = list(families)
-    columns = _balanced([len(families[f]) + 2 for f in names], min(3, len(names)))   # 2: a panel's title + axis
+    columns = _balanced([len(families[f]) + 2 for f in names], min(2, len(names)))   # 2: a panel's title + axis
     tallest = max(sum(len(families[names[k]]) + 2 for k in col) for col in columns)
-    fig = _figure(5.4 * len(columns), 0.24 * tallest + 1.2)
+    fig = _figure(FIG_WIDTH / 2 * len(columns), 0.27 * tallest + 1.2)
     texts = ("one modality (>95 %)", "in between", "all modalities (≥5 % each)")
     for sub, col in zip(np.atleast_1d(fig.subfigures(1, len(columns))), columns):
         heights = [len(families[names[k]]) + 2 for k in col]
@@ -229,27 +254,37 @@ def plot_activation_bars(activation: Mapping[str, Mapping[int, list[dict]]], pat
                 ax.barh(y, vals, left=left, color=COLOURS[cat], label=text if k == 0 else None, height=0.75)
                 left += vals
             for yi, (_, _, n) in zip(y, bars):
-                ax.text(1.01, yi, f"n={n}", va="center", fontsize=7, color="dimgrey")
-            ax.set_yticks(y, [_wrap(name, 34) for name, _, _ in bars], fontsize=8)
+                ax.text(1.01, yi, f"n={n}", va="center", fontsize=8, color="dimgrey" if n > 1 else "#b3261e")
+            ax.set_yticks(y, [name for name, _, _ in bars], fontsize=9)
             ax.set_ylim(len(bars) - 0.5, -0.5)   # first on top
             ax.set_xlim(0, 1.1)
-            ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "", "0.5", "", "1"], fontsize=8)
-            ax.set_title(label(names[k]), fontsize=10, loc="left")
+            ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "", "0.5", "", "1"], fontsize=9)
+            ax.set_title(getattr(label, "plain", label)(names[k]), fontsize=10, loc="left")
             ax.spines[["top", "right"]].set_visible(False)
-    fig.suptitle("Codebook activation by modality: fraction of used codes, mean over seeds (n)", fontsize=11)
-    fig.legend(loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle("Codebook activation by modality: fraction of used codes, mean over the n seeds (n=1 in red)",
+                 fontsize=11)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=10, frameon=False)
     return save_png(fig, path)
 
 
-def plot_activation_simplex(per_method: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: Path,
-                            label: Callable[[str], str] = str, columns: int = 6) -> Path:
-    """Small multiples, one panel per pretraining: every used code of its first codebook as a point in the
-    modality simplex (barycentric), coloured by category, size ∝ log activations — seed 000 Figs. 5/6 for three
-    modalities. `per_method`: spec -> code counts per codebook (one seed)."""
+def simplex_pages(per_method: Mapping[str, object], label: Callable[[str], str] = str) -> list[list[str]]:
+    """The pretrainings in drawing order (family by family), `PANELS` to a figure."""
     specs = _ordered(per_method, label)
+    return [specs[i:i + PANELS] for i in range(0, len(specs), PANELS)]
+
+
+def plot_activation_simplex(per_method: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: Path,
+                            label: Callable[[str], str] = str, columns: int = 4, page: str = "") -> Path:
+    """Small multiples, one panel per pretraining (at most `PANELS`: `simplex_pages` splits more over several
+    figures): every used code of its first codebook as a point in the modality simplex (barycentric), coloured by
+    category, size ∝ log activations — seed 000 Figs. 5/6 for three modalities. `per_method`: spec -> code
+    counts per codebook (one seed)."""
+    specs = _ordered(per_method, label)
+    if len(specs) > PANELS:
+        raise UserError(f"{len(specs)} panels in one figure; at most {PANELS} (split with simplex_pages)")
     ncols = min(columns, len(specs))
     nrows = math.ceil(len(specs) / ncols)
-    fig = _figure(2.7 * ncols, 2.75 * nrows + 0.5)
+    fig = _figure(FIG_WIDTH / columns * ncols, FIG_WIDTH / columns * nrows + 0.7)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in axes[len(specs):]:
         ax.axis("off")
@@ -269,18 +304,18 @@ def plot_activation_simplex(per_method: Mapping[str, Sequence[Mapping[str, Seque
             ax.scatter(xy[sel, 0], xy[sel, 1], s=3 + 4 * np.log1p(total[sel]), c=COLOURS[cat], alpha=0.6,
                        linewidths=0, label=cat if ax is axes[0] else None)
         for name, (cx, cy) in zip(mods, corners):
-            ax.annotate(name, (cx, cy), ha="center", va="bottom" if cy > 0 else "top", fontsize=7)
+            ax.annotate(name, (cx, cy), ha="center", va="bottom" if cy > 0 else "top", fontsize=9)
         title = label(spec) + (f" (codebook 1 of {len(layers)})" if len(layers) > 1 else "")
-        ax.set_title(_wrap(title, 30), fontsize=8)
+        ax.set_title(_wrap(title, 36), fontsize=10)
         counted = "  ".join(f"{c} {int((cats == c).sum())}" for c in CATEGORIES)
-        ax.text(0, -0.95, f"{counted}  dead {int((~used).sum())}", ha="center", va="top", fontsize=6.5)
+        ax.text(0, -0.95, f"{counted}  dead {int((~used).sum())}", ha="center", va="top", fontsize=9)
         ax.set_xlim(-1.2, 1.2)
         ax.set_ylim(-1.1, 1.25)
         ax.set_aspect("equal")
         ax.axis("off")
-    fig.suptitle("Codebook activation: each used code in the modality simplex (one seed; colour = how many "
-                 "modalities use it: one > 95 %, all ≥ 5 % each)", fontsize=10)
-    fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False, markerscale=2)
+    fig.suptitle("Codebook activation: each used code in the modality simplex" + (f" ({page})" if page else "")
+                 + "\none seed; colour = how many modalities use it: one > 95 %, all ≥ 5 % each", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=10, frameon=False, markerscale=2)
     return save_png(fig, path)
 
 
@@ -289,7 +324,7 @@ def _with_ci(ax, xs, cells, beside: Callable[[float], float], **style):
     what there is and the seeds' spread is visible under the interval)."""
     means = [c.summary.mean for c in cells]
     err = [c.summary.half_width if c.summary.ci_defined else 0.0 for c in cells]
-    line = ax.errorbar(xs, means, yerr=err, capsize=3, **style)
+    line = ax.errorbar(xs, means, yerr=err, capsize=3, **{**style, "ls": "none"})   # a line would read as a trend
     colour = line[0].get_color()
     for i, (x, c) in enumerate(zip(xs, cells)):
         vals = list(c.per_seed.values())
@@ -322,18 +357,22 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
                  label=f"ours, mean ± 95 % CI ({n_text}; world {bt.index.world})")
     paper = [(x, p) for x, _, p in pts if p is not None]
     if paper:
-        ax.plot(*zip(*paper), "s--", color="grey", label="paper")
+        ax.plot(*zip(*paper), "s", color="grey", label="paper")
+    budgets = {row.x: _epochs(row.method) for row in bt.spec.rows
+               if row.x is not None and getattr(row, "method", None)}
+    differ = len(set(budgets.values()) - {None}) > 1          # then each point says its budget
     ax.set_xscale("log", base=2)
-    ax.set_xticks([x for x, _, _ in pts], [str(x) for x, _, _ in pts])
+    ax.set_xticks([x for x, _, _ in pts], [f"{x}\n{budgets[x]} ep" if differ and budgets.get(x) else str(x)
+                                           for x, _, _ in pts])
     ax.minorticks_off()
     ax.set_xlabel(x_label)
     ax.set_ylabel("Avg. (%)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     if ablation:
         ab = axes[1]
-        _with_ci(ab, list(range(len(others))), [c for _, c in others], lambda x: x + 0.12, marker="o", ls="none",
+        _with_ci(ab, list(range(len(others))), [c for _, c in others], lambda x: x + 0.12, marker="o",
                  color="tab:orange")
-        ab.set_xticks(range(len(others)), [_wrap(t, 14) for t, _ in others], fontsize=7)
+        ab.set_xticks(range(len(others)), [_wrap(t, 14) for t, _ in others], fontsize=9)
         ab.set_xlim(-0.5, len(others) - 0.5)
         ab.set_ylabel("Avg. (%)")
         title = bt.spec.title
@@ -344,25 +383,29 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
             title = f"{bt.spec.title.split(' — ')[0]} — Avg. against {x_label}"
             skipped = [t for t, _ in others] + missing
             ax.set_title(f"(not drawn, too few results: {', '.join(skipped)})", fontsize=7, color="dimgrey")
-    fig.suptitle(title, fontsize=10)
+    shared = set(budgets.values()) - {None}
+    fig.suptitle(title + (f" ({shared.pop()} pretraining epochs)" if len(shared) == 1 else ""), fontsize=11)
     return save_png(fig, path)
 
 
 def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], directions: Sequence[str],
-                       path: Path, chance: float, learned_factor: float, chosen: int | None = None) -> Path:
-    """Budget study: one panel per direction, AVE accuracy (mean ± 95 % CI) against pretraining epochs, one
-    line per method, chance as a dotted line, the "has learned" bar (`learned_factor` × chance) dash-dotted and the
-    chosen default as a vertical line."""
-    fig = _figure(4.2 * len(directions), 3.4)
+                       path: Path, chance: float, learned_factor: float, chosen: int | None = None,
+                       label: Callable[[str], str] | None = None) -> Path:
+    """Budget study: one panel per direction, AVE accuracy (mean ± 95 % CI, no connecting lines) against
+    pretraining epochs, methods side by side at each budget and named as the tables print them, chance as a dotted
+    line, the "has learned" bar (`learned_factor` × chance) dash-dotted and the chosen default as a vertical line."""
+    label = label or table_labels()
+    fig = _figure(min(FIG_WIDTH, 4.6 * len(directions) + 1.8), 3.8)
     axes = fig.subplots(1, len(directions), sharey=True, squeeze=False)[0]
     for ax, d in zip(axes, directions):
-        for m in methods:
+        for k, m in enumerate(methods):
             pts = [(b, points[(m, b, d)].summary) for b in sorted(budgets) if (m, b, d) in points]
             if not pts:
                 continue
-            ax.errorbar([b for b, _ in pts], [s.mean for _, s in pts],
-                        yerr=[s.half_width if s.ci_defined else 0.0 for _, s in pts], marker="o", capsize=3,
-                        label=m)
+            dodge = 2 ** (0.06 * (k - (len(methods) - 1) / 2))     # side by side on the log axis
+            ax.errorbar([b * dodge for b, _ in pts], [s.mean for _, s in pts],
+                        yerr=[s.half_width if s.ci_defined else 0.0 for _, s in pts], marker="o", capsize=2,
+                        ls="none", label=label(m))
         ax.axhline(chance, ls=":", color="grey", label=f"chance ({chance:.1f} %)")
         ax.axhline(learned_factor * chance, ls="-.", color="grey", lw=0.8, label=f"{learned_factor:g}× chance")
         if chosen:
@@ -370,9 +413,9 @@ def plot_budget_curves(points, methods: Sequence[str], budgets: Sequence[int], d
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(budgets), [str(b) for b in sorted(budgets)])
         ax.set_xlabel("pretraining epochs")
-        ax.set_title(f"AVE {d.replace('->', '→')}", fontsize=10)
+        ax.set_title(f"AVE {d.replace('->', '→')}", fontsize=11)
     axes[0].set_ylabel("accuracy (%)")
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_png(fig, path)
 
 
@@ -473,13 +516,19 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
     table_specs = package_tables()
     tabled = tabled_bases(table_specs.values())
     activation = collect_activation([r for r in results if r.base in tabled])
+    pages = 0
     if activation:
-        label = table_labels(table_specs.values())
+        label = with_budgets(activation, table_labels(table_specs.values()))
         first = {spec: seeds[min(seeds)] for spec, seeds in activation.items()}
         written.append(drawn(out / "codebook_activation.png", activation,
                              lambda path: plot_activation_bars(activation, path, label)))
-        written.append(drawn(out / "codebook_activation_simplex.png", first,
-                             lambda path: plot_activation_simplex(first, path, label)))
+        chunks = simplex_pages(first, label)
+        pages = len(chunks)
+        for k, chunk in enumerate(chunks):
+            shown = {s: first[s] for s in chunk}
+            title = f"{k + 1} of {pages}" if pages > 1 else ""
+            written.append(drawn(simplex_path(out, k), shown, lambda path, shown=shown, title=title:
+                                 plot_activation_simplex(shown, path, label, page=title)))
     else:
         notes.append("no result of a tabled method carries diagnostics.code_counts: codebook activation figures "
                      "skipped")
@@ -502,5 +551,13 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
         shown = [bt.spec, bt.index.world, [a.per_seed if a is not None else None for a in bt.avg], x_label]
         written.append(drawn(out / f"{name}_size_curve.png", shown,   # what the curve draws, not the whole index
                              lambda path, bt=bt, x_label=x_label: plot_size_curve(bt, path, x_label)))
+    for stale in sorted(out.glob("codebook_activation_simplex*.png")):   # pages a smaller store no longer has
+        if stale not in {simplex_path(out, k) for k in range(pages)}:
+            stale.unlink()
     drawn.save()
     return written, notes
+
+
+def simplex_path(out: Path, page: int) -> Path:
+    """Page 0 keeps the single figure's name, later pages are numbered from 2."""
+    return out / ("codebook_activation_simplex.png" if page == 0 else f"codebook_activation_simplex_{page + 1}.png")

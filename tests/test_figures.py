@@ -49,10 +49,15 @@ def test_many_pretrainings_stay_a_readable_grid(tmp_path):
     activation = {s: {0: [{m: rng.integers(0, 9, 40) for m in COUNTS}]} for s in specs}   # 54 pretrainings
     label = rp.table_labels()
     w, h = png_size(rp.plot_activation_bars(activation, tmp_path / "bars.png", label))
-    assert 1000 < w <= 2000 and h <= 2000, (w, h)           # was 0.9 in per bar in one row: > 5000 px
+    assert 1000 < w <= 1440 and h <= 2000, (w, h)           # whole at 100 % on a 1440-px screen
     first = {s: seeds[0] for s, seeds in activation.items()}
-    w, h = png_size(rp.plot_activation_simplex(first, tmp_path / "simplex.png", label))
-    assert 1000 < w <= 2000, (w, h)                         # was 3.2 in per panel in one row: > 20000 px
+    pages = rp.simplex_pages(first, label)
+    assert [len(p) for p in pages] == [12, 12, 12, 12, 6] and sum(pages, []) == rp._ordered(first, label)
+    for k, page in enumerate(pages):
+        w, h = png_size(rp.plot_activation_simplex({s: first[s] for s in page}, tmp_path / f"s{k}.png", label))
+        assert w <= 1440 and h <= 1440, (w, h)
+    with pytest.raises(Exception, match="at most 12"):
+        rp.plot_activation_simplex(first, tmp_path / "all.png", label)
 
 
 def _cell(values):
@@ -76,3 +81,54 @@ def test_size_curve_draws_the_ablation_only_when_it_has_results(tmp_path):
     with pytest.raises(Exception, match="no row has an 'x'"):
         rp.plot_size_curve(SimpleNamespace(spec=SimpleNamespace(name="t", rows=[], columns=[]), avg=[]),
                            tmp_path / "c.png")
+
+
+def test_labels_carry_the_budget_when_the_rows_drawn_differ_in_it():
+    label = rp.table_labels()
+    both = rp.with_budgets(["dcid", "dcid@epochs=16,quantizer=fsq"], label)
+    assert both("dcid") == "DCID, 32 ep" and both("dcid@epochs=16,quantizer=fsq") == "DCID (FSQ), 16 ep"
+    assert both.plain("dcid") == "DCID"                                     # a family's panel title
+    same = rp.with_budgets(["dcid@epochs=16", "dcid@epochs=16,quantizer=fsq"], label)
+    assert same("dcid@epochs=16,quantizer=fsq") == "DCID (FSQ)"             # one budget: said nowhere twice
+
+
+def _drawn(monkeypatch):
+    """The matplotlib Figure a plot function would save."""
+    figures = []
+    monkeypatch.setattr(rp, "save_png", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def _data_lines(fig):
+    """Lines that join data points (more than one x): axhline / axvline references excluded."""
+    return [ln for ax in fig.axes for ln in ax.get_lines()
+            if ln.get_linestyle() not in ("None", "none", "") and len(set(map(float, ln.get_xdata()))) > 1
+            and not (len(ln.get_xdata()) == 2 and ln.get_xdata()[0] == 0 and ln.get_xdata()[1] == 1)]
+
+
+def test_curves_draw_points_and_intervals_never_connecting_lines(monkeypatch, tmp_path):
+    from benchmark import stats
+    figures = _drawn(monkeypatch)
+    table = _size_table([_cell([20.0, 22.0])] * 3)
+    table.spec.rows[0].paper = (1, 2, 40.0)
+    rp.plot_size_curve(table, tmp_path / "a.png")
+    points = {(m, b, d): SimpleNamespace(summary=stats.summarize([b + 1.0, b + 2.0, b + 1.5]))
+              for m in ("turn", "codis") for b in (2, 4, 8) for d in ("V->A", "A->A")}
+    rp.plot_budget_curves(points, ["turn", "codis"], [2, 4, 8], ["V->A", "A->A"], tmp_path / "b.png", 3.6, 3, 4)
+    size, budget = figures
+    assert _data_lines(size) == [] and _data_lines(budget) == []
+    legend = [t.get_text() for t in budget.axes[-1].get_legend().get_texts()]
+    assert "TURN" in legend and "CODIS" in legend and "turn" not in legend   # the tables' names
+    bars = [c for ax in budget.axes for c in ax.containers]
+    assert bars and all(c.has_yerr for c in bars)                            # mean ± 95 % CI per point
+
+
+def test_size_curve_names_its_budget(monkeypatch, tmp_path):
+    figures = _drawn(monkeypatch)
+    rows = [SimpleNamespace(x=x, paper=None, label=str(x), method=m)
+            for x, m in ((256, "fccid@codebook_size=256,epochs=16"), (400, "fccid"))]
+    spec = SimpleNamespace(name="t", title="T7 — size", rows=rows, columns=[1])
+    rp.plot_size_curve(SimpleNamespace(spec=spec, avg=[_cell([30.0, 31.0]), _cell([33.0])],
+                                       index=SimpleNamespace(world="w")), tmp_path / "a.png")
+    ticks = [t.get_text() for t in figures[0].axes[0].get_xticklabels()]
+    assert ticks == ["256\n16 ep", "400\n32 ep"]                              # the rows differ in budget
