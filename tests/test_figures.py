@@ -132,3 +132,17 @@ def test_size_curve_names_its_budget(monkeypatch, tmp_path):
                                        index=SimpleNamespace(world="w")), tmp_path / "a.png")
     ticks = [t.get_text() for t in figures[0].axes[0].get_xticklabels()]
     assert ticks == ["256\n16 ep", "400\n32 ep"]                              # the rows differ in budget
+
+
+def test_simplex_pages_follow_the_store(tmp_path):
+    """13 tabled pretrainings draw two simplex figures; a store with fewer leaves one (the second page removed)."""
+    bases = sorted(rp.tabled_bases())
+    assert len(bases) > 12
+    results = [CellResult(b, "ave", 0, {}, pretrain_key=f"p{i}", diagnostics={"code_counts": COUNTS})
+               for i, b in enumerate(bases[:13])]
+    written, _ = rp.make_report_figures(tmp_path, tmp_path / "figs", results=results)
+    pages = sorted(p.name for p in (tmp_path / "figs").glob("codebook_activation_simplex*.png"))
+    assert pages == ["codebook_activation_simplex.png", "codebook_activation_simplex_2.png"]
+    rp.make_report_figures(tmp_path, tmp_path / "figs", results=results[:5])
+    assert [p.name for p in (tmp_path / "figs").glob("codebook_activation_simplex*.png")] == [
+        "codebook_activation_simplex.png"]
