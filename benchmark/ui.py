@@ -58,11 +58,10 @@ class Estimator:
         self._update()
 
     def cell_done(self, outcome) -> None:
-        """A finished cell: one fewer to go, and (computed) its cost beyond the pretraining epochs measured."""
-        if outcome.status not in ("ran", "failed"):
-            return
+        """A finished cell (any status): one fewer to go; a computed one also measures its cost beyond the
+        pretraining epochs already counted."""
         task = outcome.cell.task.name
-        if self.todo[task] > 0:
+        if self.todo[task] > 0:    # cached cells answered before `expect` were never counted
             self.todo[task] -= 1
         result = outcome.result
         if outcome.status == "ran" and result is not None:
