@@ -91,8 +91,8 @@ def _key(cells: list[Cell], world) -> None:
 
 def _check_pairing(method: specs.MethodSpec, task: specs.TaskSpec) -> None:
     """Some entries only make sense together (vqvae is trained inside toc_recon): refuse other pairings."""
-    only_methods = task.component.entry.extra.get("only_methods")
-    only_tasks = method.base.entry.extra.get("only_tasks")
+    only_methods = task.component.entry.only_methods
+    only_tasks = method.base.entry.only_tasks
     if only_methods and method.base.name not in only_methods:
         raise UserError(f"task '{task.name}' runs only with method(s) {', '.join(only_methods)}, "
                         f"not '{method.base.name}'")
