@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Iterable, Sequence
 
-from . import executors, pretraining, registry, runner, tracking
+from . import executors, registry, runner, tracking
 from . import spec as specs
 from .contracts import UserError
 from .gridspec import PROFILES
@@ -132,7 +132,6 @@ def run_cells(planner: Callable, options: runner.Options, results: str | Path, e
     trackers = tracking.open_trackers(options, store.root)   # a missing tracker package: before any work
     store.ensure()
     store.sweep()
-    pretraining.rekey_pretrainings(store)     # an older store's pretrainings serve their settings keys (by what they ran)
     if needs_world(unkeyed):
         with progress(None, title=title) as gen:
             world = options.world.open(generate=options.overwrite != "only-cache", progress=gen.inner)

@@ -280,24 +280,3 @@ def test_list_values_in_specs_parse_and_round_trip():
     with pytest.raises(UserError):
         specs.parse_task("ave@lr_milestones=[5,10")
 
-
-def test_a_legacy_pretraining_is_keyed_by_the_budget_it_trained_never_by_todays_preset(tmp_path):
-    """A store from before settings keys holds `dcid` trained under an older preset (16 epochs) under a key of its
-    options as written, which `dcid` still has today. Re-keying must file it under `dcid@epochs=16`, and the
-    runner's legacy fallback must not serve it for `dcid` at today's preset (it did: a cache serving a shorter run)."""
-    import json as _json
-    corpus, seed = "fp", 0
-    plain = specs.parse_method("dcid")
-    legacy = specs.legacy_pretrain_key(plain, corpus, seed)
-    folder = tmp_path / "pretrain" / "dcid" / legacy
-    folder.mkdir(parents=True)
-    trained = plain.base.entry.scales["default"]["epochs"] // 2
-    (folder / "meta.json").write_text(_json.dumps({
-        "method": plain.pretrain_resolved(), "corpus": corpus, "seed": seed,
-        "diagnostics": {"training": {"loss_history": [{"total": 1.0}] * trained}}}))
-    (folder / "complete.json").write_text("{}")
-    assert pretraining._trained_epochs(pretraining._read_meta(folder)) == trained
-    assert pretraining.rekey_pretrainings(Store(tmp_path)) == 1
-    want = specs.pretrain_key(specs.parse_method(f"dcid@epochs={trained}"), corpus, seed)
-    assert (tmp_path / "pretrain" / "dcid" / want / "meta.json").exists()
-    assert not (tmp_path / "pretrain" / "dcid" / specs.pretrain_key(plain, corpus, seed)).exists()

@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from .. import budget, executors, pretraining, runner
+from .. import budget, executors, runner
 from .. import spec as specs
 from ..atomic import atomic_write_text
 from ..contracts import UserError
@@ -63,7 +63,6 @@ def main(args) -> int:
         world = options.world.open(progress=gen.inner)
     with CellProgress(len(methods) * len(seeds), quiet=options.quiet, title="budget chains") as ui:
         budget.run_chains(methods, budgets, seeds, world, store, options, args.workers, ui, device)
-    pretraining.rekey_pretrainings(store)     # entries of an older store serve the preset spellings too
     cells = runner.plan(probe_specs, [budget.PROBE_TASK], seeds, world)
     with CellProgress(len(cells), quiet=options.quiet, title="budget probes") as ui:
         if args.workers > 1:
