@@ -32,17 +32,15 @@ def cmcm_scale(settings) -> float:
 
 
 def cmcm_applies(settings) -> bool:
-    """Whether CMCM runs for these settings. Off for RVQ as released (`rvq_mode=release`), and off for FSQ unless
-    `cmcm_scale` gives its temperature: −‖u − g‖ on FSQ's normalised grid (distances ≤ 2·sqrt(d)) with the
-    sqrt(256/D) VQ scale leaves the soft assignment nearly uniform (CMCM effectively off but still costing a
-    grid-wide distance matrix), and no release pairs CMCM with FSQ (docs/FIDELITY.md)."""
+    """Whether CMCM runs for these settings: off for RVQ as released (`rvq_mode=release`), on otherwise.
+
+    FSQ keeps it (no release pairs the two): on FSQ's normalised grid the VQ temperature leaves the soft assignment
+    nearly flat, yet turning CMCM off left DCID-FSQ at chance where it had learned with it (docs/FIDELITY.md);
+    `cmcm_scale` sets another temperature."""
     if not settings.get("cmcm", True):
         return False
-    kind = settings.get("quantizer", "vq")
-    if kind == "rvq":
+    if settings.get("quantizer", "vq") == "rvq":
         return settings.get("rvq_mode") != "release"
-    if kind == "fsq":
-        return settings.get("cmcm_scale") is not None
     return True
 
 

@@ -38,7 +38,7 @@ class DCIDModel(BranchedModel):
                                     for m in self.modalities}) if s["club"] else None
         self.cpc = CrossCPC(self.modalities, d, int(s["cpc_hidden"]), int(s["cpc_layers"]),
                             int(s["cpc_horizon"])) if s["cpc"] else None
-        self.use_cmcm = cmcm_applies(s)     # off for released RVQ, and for FSQ without a calibrated cmcm_scale
+        self.use_cmcm = cmcm_applies(s)     # off for the released RVQ
 
 
     def estimators(self) -> dict[str, nn.Module]:

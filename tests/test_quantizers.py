@@ -227,7 +227,7 @@ def test_dcid_with_released_rvq_has_no_cmcm_term():
     assert "rvq_mode" not in method.settings(entry.defaults())     # VQ settings (and keys) do not carry it
 
 
-# --------------------------------------------------------------------------- FSQ: no stored grid, CMCM only on request
+# --------------------------------------------------------------------------- FSQ: no stored grid; where CMCM runs
 def test_fsq_codes_are_computed_from_the_index_and_match_the_listed_grid():
     from methods.quantizers import FiniteScalarQuantizer
     torch.manual_seed(0)
@@ -249,11 +249,11 @@ def test_fsq_with_a_high_precision_level_set_trains_without_listing_its_grid():
         q.codebooks
 
 
-def test_cmcm_runs_for_vq_not_for_released_rvq_nor_for_fsq_without_a_temperature():
+def test_cmcm_runs_for_vq_and_fsq_not_for_released_rvq():
     from methods.alignment import cmcm_applies
     assert cmcm_applies({"cmcm": True, "quantizer": "vq"})
     assert not cmcm_applies({"cmcm": False, "quantizer": "vq"})
     assert not cmcm_applies({"cmcm": True, "quantizer": "rvq", "rvq_mode": "release"})
     assert cmcm_applies({"cmcm": True, "quantizer": "rvq", "rvq_mode": "per_level"})
-    assert not cmcm_applies({"cmcm": True, "quantizer": "fsq", "cmcm_scale": None})
-    assert cmcm_applies({"cmcm": True, "quantizer": "fsq", "cmcm_scale": 8.0})
+    assert cmcm_applies({"cmcm": True, "quantizer": "fsq", "cmcm_scale": None})
+    assert not cmcm_applies({"cmcm": False, "quantizer": "fsq"})
