@@ -32,12 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(sub)
+    parser.set_defaults(func=lambda args: choose("a command", sub.choices))
     for name, command in sub.choices.items():
         if name not in NO_REGISTRY:
             command.add_argument("--include-path", action="append", default=[], metavar="DIR",
                                  help=f"also read method/task cards from DIR (repeatable; also "
                                       f"${registry.INCLUDE_ENV}, {os.pathsep}-separated)")
     return parser
+
+
+def choose(what: str, choices) -> int:
+    """A command (or `plot` figure) was left out: one error line naming the choices."""
+    raise UserError(f"choose {what}: {', '.join(choices)}")
 
 
 def _one_line(exc: BaseException) -> str:

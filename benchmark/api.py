@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Callable, Iterable, Sequence
 
 from . import executors, registry, runner, tracking
+from . import bounds
 from . import spec as specs
 from .contracts import UserError
 from .gridspec import PROFILES
@@ -49,8 +50,9 @@ def world_choice(profile: str | None, data: str | Path | None, world_seed: int, 
 
 
 def check_threads(threads: int) -> None:
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= 1024:
-        raise UserError(f"--threads must be in [0, 1024] (0 = automatic), got {threads!r}")
+    top = bounds.limit("threads", bounds.CLI_BOUNDS)
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= top:
+        raise UserError(f"--threads must be in [0, {top}] (0 = automatic), got {threads!r}")
 
 
 def read_store(results: str | Path, world: str | None) -> list[CellResult]:
@@ -120,8 +122,7 @@ def run_cells(planner: Callable, options: runner.Options, results: str | Path, e
     `engine`: the attributes the Ray / Slurm executors read (address, slurm_*), default just `workers`."""
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor '{executor}' (expected {', '.join(EXECUTORS)})")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
-        raise UserError(f"--workers must be in [1, 256], got {workers!r}")
+    bounds.check_count("workers", workers, "--workers")
     if options.overwrite not in runner.OVERWRITE:
         raise UserError(f"unknown overwrite mode '{options.overwrite}' (expected {', '.join(runner.OVERWRITE)})")
     check_threads(options.threads)

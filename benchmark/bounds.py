@@ -283,31 +283,38 @@ def check_memory(owner: str, terms: Mapping[str, int], available: int | None = N
                         f"more than the {gib(available)} available; choose smaller values")
 
 
-# --------------------------------------------------------------------------- planning hook
-def check_plan(methods: Iterable, tasks: Iterable, world=None) -> None:
-    """The bounds and the memory estimate of every method and task of a run, then the checks that need the
-    world (corpus modalities, T, code widths, per-direction encoders). Called by `runner.plan`."""
+# --------------------------------------------------------------------------- hooks
+def check_method(method) -> None:
+    """A method spec's sizes (its preset applied) and refiners' against OPTION_BOUNDS, and its memory estimate.
+    Called by `spec.validate_method` before the entries' own validators (which must not meet a huge value)."""
     from . import spec as specs
-    from .planning import check_against_world   # the world-dependent checks
-    methods, tasks = list(methods), list(tasks)
-    for method in methods:
-        owner = f"method '{method.base.name}'"
-        settings = specs._preset_settings(method, method.base.cfg) or method.base.cfg
-        check_values(settings, OPTION_BOUNDS, owner)
-        for refiner in method.refiners:
-            check_values(refiner.cfg, OPTION_BOUNDS, f"refiner '{refiner.name}'")
-        check_memory(owner, method_terms(settings))
-    for task in tasks:
-        check_values(task.component.cfg, OPTION_BOUNDS, f"task '{task.name}'")
-    check_against_world(methods, tasks, world)
+    owner = f"method '{method.base.name}'"
+    settings = specs._preset_settings(method, method.base.cfg) or method.base.cfg
+    check_values(settings, OPTION_BOUNDS, owner)
+    for refiner in method.refiners:
+        check_values(refiner.cfg, OPTION_BOUNDS, f"refiner '{refiner.name}'")
+    check_memory(owner, method_terms(settings))
+
+
+def check_task(task) -> None:
+    check_values(task.component.cfg, OPTION_BOUNDS, f"task '{task.name}'")
+
+
+def check_plan(methods: Iterable, tasks: Iterable, world=None) -> None:
+    """After every spec was validated (`check_method`, `check_task`): the checks between specs and against
+    the world (code widths, corpus modalities and T, per-direction encoders, memory with the data's sizes).
+    Called by `runner.plan`."""
+    from .planning import check_against_world
+    check_against_world(list(methods), list(tasks), world)
 
 
 def check_declared(path: Any, key: str, shape: tuple[int, ...], itemsize: int, available: int | None = None) -> None:
     """A feature file's dataset shape, read from its header: N, T, values per clip and total size bounded."""
     shape = tuple(int(s) for s in shape)
     owner = f"{path}: {key}"
-    if shape and shape[0] > FILE_BOUNDS["clips"].limit:
-        raise UserError(f"{owner}: declares N = {shape[0]} clips, at most {FILE_BOUNDS['clips'].limit}")
+    first = FILE_BOUNDS["pairs" if key.startswith("pairs/") else "clips"]
+    if shape and shape[0] > first.limit:
+        raise UserError(f"{owner}: declares {shape[0]} {first.name} (N), at most {first.limit} ({first.why})")
     if len(shape) > 1 and shape[1] > FILE_BOUNDS["steps"].limit:
         raise UserError(f"{owner}: declares T = {shape[1]} steps, at most {FILE_BOUNDS['steps'].limit}")
     per_clip = math.prod(shape[1:]) if len(shape) > 1 else 1

@@ -8,6 +8,7 @@ specs alone decide) or before any cell (for what the world decides).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping
 
 from .contracts import UserError
@@ -97,9 +98,11 @@ def _check_task_memory(method, tasks: list, world, steps: Mapping[str, int]) -> 
     for task in tasks:
         if not task.component.entry.needs_pretrained:
             continue
-        clips = 0
+        clips, raw = 0, 0
         for name in task.component.entry.datasets:
             ff = world.open(name)
             clips += max((ff.n(m) for m in ff.modalities), default=0)
-        terms = {**method_terms(_settings(method), steps=t), **task_terms(task.component.cfg, clips, t, width)}
+            raw = max([raw] + [ff.n(m) * math.prod(ff.feature_shape(m)) * 4 for m in ff.modalities])
+        terms = {**method_terms(_settings(method), steps=t), **task_terms(task.component.cfg, clips, t, width),
+                 "features of the largest dataset (declared shape)": raw}
         check_memory(f"{method.base.canonical()} on {task.canonical()}", terms)

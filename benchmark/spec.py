@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import registry
+from . import bounds, registry
 from .contracts import UserError
 from .hashing import stable_hash
 
@@ -224,13 +224,16 @@ def parse_task(text: str) -> TaskSpec:
 
 
 def validate_method(method: MethodSpec) -> None:
-    """The implementations' own range checks (epochs >= 1, levels, TOC's lam, ...): run before anything is planned."""
+    """The sizes' bounds, then the implementations' own range checks (epochs >= 1, levels, TOC's lam, ...): run
+    before anything is planned."""
+    bounds.check_method(method)
     method.base.entry.validate(method.base.cfg)
     for refiner in method.refiners:
         refiner.entry.validate(refiner.cfg)
 
 
 def validate_task(task: TaskSpec) -> None:
+    bounds.check_task(task)
     task.component.entry.validate(task.component.cfg)
 
 

@@ -101,11 +101,24 @@ def sweep_tmp(*directories: Path, any_writer: bool = True) -> int:
     return removed
 
 
+def _open_lock(path: Path):
+    """The lock file opened for append, never through a symbolic link (a planted link would create or lock a
+    file anywhere the user can write): a link is a UserError naming it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if path.is_symlink():
+            raise UserError(f"lock file {path} is a symbolic link; the store never follows links out of itself "
+                            f"(remove it)") from None
+        raise exc
+    return os.fdopen(fd, "a+")
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive advisory lock (released by the kernel if the holder dies, e.g. kill -9)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    with _open_lock(path) as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -116,8 +129,8 @@ def file_lock(path: Path) -> Iterator[None]:
 def try_lock(path: Path):
     """A non-blocking exclusive lock: the open file (close it to release) or None when someone holds it."""
     try:
-        fh = open(path, "a+")
-    except OSError:
+        fh = _open_lock(path)
+    except (OSError, UserError):
         return None
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -125,6 +138,35 @@ def try_lock(path: Path):
         fh.close()
         return None
     return fh
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder the store owns; a symbolic link is removed itself, never followed (its target may be
+    outside the store). An error names the path (rmtree's own messages do not)."""
+    path = Path(path)
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot remove {path}: {exc.strerror or exc}", str(path)) from None
+
+
+def outside(root: Path, path: Path) -> Path | None:
+    """The first symbolic link on the way from `root` down to `path` that leads out of `root`, else None."""
+    root = Path(root)
+    real_root = root.resolve()
+    current = root
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        return Path(path)
+    for part in parts:
+        current = current / part
+        if current.is_symlink() and not current.resolve().is_relative_to(real_root):
+            return current
+    return None
 
 
 _ENV_CACHE: dict | None = None
@@ -249,7 +291,8 @@ class Store:
             if lock is None:
                 continue   # being generated right now
             try:
-                shutil.rmtree(path, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    remove_tree(path)
                 removed += 1
             finally:
                 lock.close()
@@ -257,17 +300,26 @@ class Store:
             removed += sweep_tmp(folder, any_writer=False)
         return removed
 
+    def inside(self, path: Path) -> Path:
+        """`path`, after checking that no symbolic link on its way leads out of the store (UserError naming it):
+        nothing is written, locked or deleted outside `--results`."""
+        link = outside(self.root, path)
+        if link is not None:
+            raise UserError(f"{link} is a symbolic link out of the store {self.root}; the store never writes, "
+                            f"locks or deletes outside itself (remove the link)")
+        return path
+
     # cells -------------------------------------------------------------------------------------------
     def cell_dir(self, task: str, method: str, key: str) -> Path:
-        return self.root / "cells" / _safe(task) / _safe(method) / key
+        return self.inside(self.root / "cells" / _safe(task) / _safe(method) / key)
 
     def load_result(self, task: str, method: str, key: str) -> CellResult | None:
         """The cell's result, or None when it is missing; an unreadable or foreign result.json counts as missing
         (with a one-line warning) so the cell is recomputed and the file replaced."""
         path = self.cell_dir(task, method, key) / RESULT
         data, problem = read_result(path)
-        if problem:
-            warn(f"{path}: {problem}; treated as missing (recomputed)")
+        if problem:   # absolute: a pool worker names it as its parent does (one warning)
+            warn(f"{path.absolute()}: {problem}; treated as missing (recomputed)")
         return data
 
     def write_result(self, cell_dir: Path, result: CellResult, config: dict, env: dict) -> None:
@@ -308,6 +360,10 @@ class Store:
         if not cells.exists():
             return out
         for path in sorted(cells.glob("*/*/*/" + RESULT)):
+            link = outside(self.root, path)
+            if link is not None:
+                warn(f"skipping {path}: {link} is a symbolic link out of the store")
+                continue
             data, problem = read_result(path)
             if problem:
                 warn(f"skipping {path}: {problem}")
@@ -330,4 +386,9 @@ class Store:
 
     # pretraining cache -----------------------------------------------------------------------------
     def pretrain_dir(self, method: str, key: str) -> Path:
-        return self.root / "pretrain" / _safe(method) / key
+        """The pretraining's folder; it and the `model` and `checkpoints` folders written into it are checked
+        for links out of the store."""
+        directory = self.root / "pretrain" / _safe(method) / key
+        for sub in ("model", "checkpoints"):
+            self.inside(directory / sub)
+        return directory

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from .. import budget, executors, runner
+from .. import bounds, outputs
 from .. import spec as specs
 from ..atomic import atomic_write_text
 from ..contracts import UserError
@@ -41,8 +42,12 @@ def _validate(args) -> None:
         raise UserError(f"--epochs must be positive integers, got {args.epochs}")
     if len(set(args.epochs)) < 2:
         raise UserError("--epochs needs at least two budgets (convergence compares a budget with twice it)")
-    if args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    top = bounds.limit("epochs")
+    if max(args.epochs) > top:
+        raise UserError(f"--epochs {max(args.epochs)}: at most {top} ({bounds.OPTION_BOUNDS['epochs'].why})")
+    bounds.check_count("workers", args.workers, "--workers")
+    outputs.check_stem(args.name, "--name")
+    outputs.check_dir(args.out or args.results, "--out" if args.out else "--results")
     specs.check_seeds(args.seeds or [0])
     for m in args.method:
         budget.with_epochs(m, 1)        # every spec parses and has a budget

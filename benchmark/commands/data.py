@@ -135,9 +135,9 @@ def info(args) -> int:
         return 0
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
-    with FeatureFile(path) as ff:
+    with FeatureFile(path) as ff, _progress(False) as progress:
         if args.full:
-            ff.scan()
+            ff.scan(progress)
         _print_file(ff)
     return 0
 
@@ -149,8 +149,9 @@ def _print_world(root: Path, full: bool = False) -> None:
     if not names:
         raise UserError(f"{root}: no .h5 files")
     if full:
-        for name in names:
-            world.open(name).scan()
+        with _progress(False) as progress:
+            for name in names:
+                world.open(name).scan(progress)
     table = Table(title=f"world {root}", title_justify="left")
     for col in ("file", "N", "features per clip", "classes", "labels / pairs", "splits", "fingerprint"):
         table.add_column(col, overflow="fold", no_wrap=col in ("file", "fingerprint"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import spec
 from ..contracts import UserError
-from ..store import Store
+from ..store import Store, remove_tree
 from ..ui import console
 
 
@@ -47,11 +47,11 @@ def main(args) -> int:
         return 0
     target = store.root / "stale" / time.strftime("%Y%m%dT%H%M%S")
     for r in stale:
-        folder = Path(r.directory)
+        folder = store.inside(Path(r.directory))   # results() already skips cells behind links out of the store
         if args.delete:
-            shutil.rmtree(folder)
+            remove_tree(folder)
         else:
-            dest = target / folder.relative_to(store.root / "cells")
+            dest = store.inside(target / folder.relative_to(store.root / "cells"))
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(folder), str(dest))
     where = "deleted" if args.delete else f"moved to {target}"

@@ -15,12 +15,12 @@ def add_parser(sub) -> None:
     figures = p.add_subparsers(dest="figure", metavar="{" + ",".join(FIGURES) + "}", parser_class=type(p))
     for register in FIGURES.values():
         register(figures)
-    p.set_defaults(func=lambda args: _missing_figure(p))
+    p.set_defaults(func=_missing_figure)
 
 
-def _missing_figure(parser) -> int:
-    parser.print_help()
-    return 2
+def _missing_figure(args) -> int:
+    from ..__main__ import choose
+    return choose("a figure", FIGURES)
 
 
 # --------------------------------------------------------------------------- toc-heatmap
@@ -129,6 +129,8 @@ def report_main(args) -> int:
     from ..ui import console
     from ..api import read_store
     found = read_store(args.results, args.world)   # the store and the world must exist (a UserError otherwise)
+    from ..outputs import check_dir
+    check_dir(args.out or Path(args.results) / "figures", "--out")
     written, notes = make_report_figures(args.results, args.out, args.world, results=found)
     for path in written:
         console.print(f"wrote {path}")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .. import pretraining, runner
+from .. import outputs
 from .. import spec as specs
 from ..atomic import atomic_write_json
 from ..contracts import UserError
@@ -36,6 +37,8 @@ def peak_rss_mb() -> float:
 
 
 def main(args) -> int:
+    if args.json:
+        outputs.check_file(args.json, "--json")
     options = options_from(args)
     methods = [specs.parse_method(text) for text in args.method]
     seeds = specs.check_seeds(args.seeds or [0])

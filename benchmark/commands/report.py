@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from ..outputs import check_dir
     from ..report import browser_check, write_report
+    check_dir(args.out or Path(args.results) / "report", "--out")
     path, notes = write_report(args.results, args.out)
     for note in notes:
         err_console.print(f"[yellow]warning[/] {note}", soft_wrap=True, highlight=False)

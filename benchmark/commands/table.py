@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .. import tables
+from .. import outputs, tables
 from ..api import read_store
 from ..contracts import UserError
 from ..spec import check_seeds
@@ -36,6 +36,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
+def check_registered(table) -> None:
+    """Every method and task a table names is registered (the table library reads foreign stores by name; the
+    command refuses a typo, which would otherwise show as a row of missing cells and exit 0)."""
+    from .. import spec as specs_
+    where = table.path or table.name
+    try:
+        for row in table.rows:
+            specs_.parse_method(row.method)
+            for task in ([row.task] if row.task else []) + sorted(row.exclude):
+                specs_.parse_task(task)
+        for column in table.columns:
+            if column.task:
+                specs_.parse_task(column.task)
+    except UserError as exc:
+        raise UserError(f"{where}: table: {exc}") from None
+
+
 def main(args) -> int:
     wanted = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in (*tables.FORMATS, "all")]
@@ -53,11 +70,13 @@ def main(args) -> int:
         if not SAFE_NAME.match(str(spec.name)) or spec.name in (".", ".."):
             raise UserError(f"table name {spec.name!r} must be letters, digits, '_', '-' or '.' (it names the "
                             f"files written under --out)"[:300])
+    for spec in specs:
+        check_registered(spec)
     if args.seeds is not None:
         check_seeds(args.seeds)
     results_dir = Path(args.results)
     results = read_store(args.results, args.world)
-    out = Path(args.out) if args.out else results_dir / "tables"
+    out = outputs.check_dir(Path(args.out) if args.out else results_dir / "tables", "--out")
     any_missing = False
     display = tables.Display(paper=not args.no_paper, ci=not args.no_ci)
     for spec in specs:

@@ -75,6 +75,15 @@ def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
     return obj
 
 
+def _decimals(value: Any, where: str) -> int | None:
+    """`decimals:` is a small non-negative integer (or absent)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise UserError(f"{where}: decimals must be an integer in [0, 10], got {value!r}"[:300])
+    return value
+
+
 def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
     """The `table:` section of a loaded grid dict, validated (UserError names the file and key)."""
     where = str(path) or grid.get("name", "grid")
@@ -100,7 +109,8 @@ def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
         except UserError as exc:
             raise UserError(f"{where}: table.columns[{i}]: {exc}") from None
         columns.append(Column(canonical, dirs, c.get("metric"), str(label), str(c.get("group", "")),
-                              c.get("decimals"), c.get("higher_is_better")))
+                              _decimals(c.get("decimals"), f"{where}: table.columns[{i}]"),
+                              c.get("higher_is_better")))
     avg = bool(table.get("avg", True))
     n_paper = {len(columns), len(columns) + int(avg)}
     rows = []
@@ -135,7 +145,7 @@ def parse_table(grid: dict, path: str | Path = "") -> TableSpec:
     seeds = [int(s) for s in (grid.get("seeds") or [0])]
     return TableSpec(name=str(grid.get("name") or Path(path).stem), title=str(grid.get("title", "")), seeds=seeds,
                      rows=rows, columns=columns, avg=avg, bold=table.get("bold", "columns"),
-                     decimals=int(table.get("decimals", 2)), metric=table.get("metric"),
+                     decimals=_decimals(table.get("decimals", 2), f"{where}: table"), metric=table.get("metric"),
                      note=str(table.get("note", "")).strip(), paper_source=str(table.get("paper_source", "")),
                      plot=table.get("plot"), row_header=str(table.get("row_header", "Method")), path=str(path))
 

@@ -110,6 +110,11 @@ def write_native(out: Path, dataset: str, classes: list[str], n: int, sources: d
     """Stream `sources` ({modality: (rows(start, stop), per-clip shape, where)}) into a native file.
 
     Each block is checked for NaN/Inf before it is written; any problem aborts and nothing is published."""
+    from benchmark import bounds
+    for m, (_, shape, where) in sources.items():   # before anything is written: sizes the format can hold
+        if n < 1 or not shape or min(shape) < 1:
+            raise UserError(f"{where}: expected clips with non-empty features, found shape {[n, *shape]}")
+        bounds.check_declared(where, m, (n, *shape), 4)
     ids = attrs.pop("ids", None)
     block_rows = min([BLOCK] + [max(1, BLOCK_BYTES // (4 * int(np.prod(s)))) for _, s, _ in sources.values()])
     with NativeWriter(out, dataset=dataset, classes=classes, **attrs) as w:

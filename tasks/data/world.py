@@ -77,14 +77,16 @@ class LocalWorld:
 
     With `scan_cache` (a folder; the runner passes `<results>/data/.scanned`) every file is fully checked for
     NaN/Inf when first opened, once per file fingerprint (a marker `<fingerprint>.ok` records the pass); without
-    it opening only samples clips (what `data info` does)."""
+    it opening only samples clips (what `data info` does). `progress(iterable, description, total)` shows the
+    scan of a large file."""
 
-    def __init__(self, root: str | Path, scan_cache: str | Path | None = None):
+    def __init__(self, root: str | Path, scan_cache: str | Path | None = None, progress=None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"world '{self.root}' is not a directory (expected a folder of native .h5 files)")
         self._files: dict[str, FeatureFile] = {}
         self.scan_cache = Path(scan_cache) if scan_cache is not None else None
+        self.progress = progress
 
     def __repr__(self):
         return f"LocalWorld({self.root})"
@@ -129,7 +131,7 @@ class LocalWorld:
         marker = self.scan_cache / f"{ff.fingerprint}.ok"
         if marker.exists():
             return
-        ff.scan()   # UserError naming the file, the modality and the first bad clip
+        ff.scan(self.progress)   # UserError naming the file, the modality and the first bad clip
         try:
             self.scan_cache.mkdir(parents=True, exist_ok=True)
             marker.write_text(f"{ff.path}\n")
@@ -151,8 +153,8 @@ class LocalWorld:
         self._files.clear()
 
 
-def open_world(root: str | Path, scan_cache: str | Path | None = None) -> LocalWorld:
-    return LocalWorld(root, scan_cache=scan_cache)
+def open_world(root: str | Path, scan_cache: str | Path | None = None, progress=None) -> LocalWorld:
+    return LocalWorld(root, scan_cache=scan_cache, progress=progress)
 
 
 def _fingerprint(path: Path) -> str:
@@ -174,23 +176,33 @@ def _record(root: Path) -> dict[str, dict]:
     return {path.stem: {"fingerprint": _fingerprint(path), "stat": _stat(path)} for path in sorted(root.glob("*.h5"))}
 
 
+_VERIFIED: set[str] = set()   # worlds this process has fingerprinted once (afterwards size + mtime suffice)
+
+
 def _changed_files(root: Path) -> list[str]:
-    """Files whose fingerprint differs from the one recorded at generation (a legacy marker records none).
-    A file whose size and mtime are as recorded is taken as unchanged; only the others are fingerprinted."""
+    """Files whose fingerprint differs from the one recorded at generation (a legacy marker records none; an
+    unreadable one is reported as COMPLETE). The first check in a process fingerprints every file (sampled
+    content: garbage written with size and mtime kept is seen); later ones trust an unchanged size and mtime."""
     import json
     try:
-        recorded = json.loads((root / COMPLETE).read_text()).get("files") or {}
-    except (OSError, ValueError, AttributeError):
-        return []
+        marker = json.loads((root / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return [COMPLETE]
+    recorded = marker.get("files", {}) if isinstance(marker, dict) else None
+    if not isinstance(recorded, dict):
+        return [COMPLETE]
+    verified = str(root.resolve()) in _VERIFIED
     changed = []
     for name, rec in sorted(recorded.items()):
         path = root / f"{name}.h5"
         try:
-            if _stat(path) == rec["stat"] or _fingerprint(path) == rec["fingerprint"]:
+            if verified and _stat(path) == rec["stat"] or _fingerprint(path) == rec["fingerprint"]:
                 continue
         except Exception:          # noqa: BLE001 - a missing or unreadable file is a changed file
             pass
         changed.append(name)
+    if not changed:
+        _VERIFIED.add(str(root.resolve()))
     return changed
 
 
@@ -204,32 +216,36 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
     regenerated with a one-line warning instead of being keyed apart and silently computed on."""
     import json
 
-    from benchmark.store import file_lock, warn
+    from benchmark.store import file_lock, outside, remove_tree, warn
 
     from .synth import PROFILES, synthesize
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}' (known: {', '.join(PROFILES)})")
     cache_root = Path(cache_root)
     root = cache_root / f"{profile}-s{seed}"
-    if (root / COMPLETE).exists() and not _changed_files(root):
+    linked_out = outside(cache_root, root) is not None     # never read, mark or delete through such a link
+    if not linked_out and (root / COMPLETE).exists() and not _changed_files(root):
         return root
     with file_lock(cache_root / f".{root.name}.lock"):
+        if linked_out:
+            warn(f"world {root} is a symbolic link out of the store; replacing the link by a generated world")
+            remove_tree(root)
         if (root / COMPLETE).exists():
             changed = _changed_files(root)
             if not changed:
                 return root
-            warn(f"world {root}: {', '.join(f + '.h5' for f in changed)} changed since generation; regenerating")
+            names = ", ".join(f"{f}.h5" if f != COMPLETE else f"its {COMPLETE} marker" for f in changed)
+            warn(f"world {root}: {names} changed since generation; regenerating")
             (root / COMPLETE).unlink(missing_ok=True)
         for stale in cache_root.glob(f".{root.name}.*.tmp"):   # a killed generator's half world (we hold the lock)
-            if stale.is_dir():
+            if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{root.name}.", suffix=".tmp"))
         try:
             synthesize(profile, seed, tmp, progress=progress)
             (tmp / COMPLETE).write_text(json.dumps({"profile": profile, "seed": seed, "files": _record(tmp)},
                                                    indent=1))
-            if root.exists():  # a stale directory without the marker (e.g. copied by hand): replace it
-                shutil.rmtree(root)
+            remove_tree(root)  # a stale directory without the marker (e.g. copied by hand): replace it
             os.replace(tmp, root)
         finally:
             if tmp.exists():
