@@ -15,7 +15,8 @@ of a class prompt carry the class prototype mu_k on its content words; captions 
 
 Everything is drawn from `numpy.random.default_rng([seed, ...])` streams keyed by dataset and block, so each file
 is deterministic and independent of the others; features are generated and written block by block, so the
-paper-size corpus never exists in memory.
+paper-size corpus never exists in memory. Version 3 files also store each clip's true factors (the noise-free
+sem^m, c_i, n_i^m per second) as `latent/<modality>/<factor>`, for the oracle and the factor probes.
 """
 from __future__ import annotations
 
