@@ -298,14 +298,7 @@ def pretrain_settings(method: MethodSpec) -> dict | None:
 def pretrain_key(method: MethodSpec, corpus_fingerprint: str, seed: int) -> str:
     """Pretraining identity: entry name + version + the settings it trains with, corpus, seed, schema."""
     settings = pretrain_settings(method)
-    if settings is None:
-        return legacy_pretrain_key(method, corpus_fingerprint, seed)
     resolved = method.pretrain_resolved()
-    return stable_hash({"method": {"name": resolved["name"], "version": resolved["version"], "settings": settings},
-                        "corpus": corpus_fingerprint, "seed": int(seed), "schema": SCHEMA_VERSION})
-
-
-def legacy_pretrain_key(method: MethodSpec, corpus_fingerprint: str, seed: int) -> str:
-    """The key before presets were resolved (options as written): still read, so older stores keep serving."""
-    return stable_hash({"method": method.pretrain_resolved(), "corpus": corpus_fingerprint, "seed": int(seed),
-                        "schema": SCHEMA_VERSION})
+    if settings is not None:       # entries without presets: their config is their settings
+        resolved = {"name": resolved["name"], "version": resolved["version"], "settings": settings}
+    return stable_hash({"method": resolved, "corpus": corpus_fingerprint, "seed": int(seed), "schema": SCHEMA_VERSION})

@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import spec
+from .. import migrate, spec
 from ..contracts import UserError
 from ..store import Store, remove_tree
 from ..ui import console
@@ -39,6 +39,10 @@ def main(args) -> int:
     store = Store(args.results)
     if not (store.root / "cells").is_dir():
         raise UserError(f"no result store at {store.root} (no cells/ folder)")
+    if not args.dry_run:
+        moved = migrate.migrate(store, force=True)
+        if moved:
+            console.print(f"{moved} pretraining(s) of an older store re-keyed by the epochs they trained")
     stale = stale_cells(store)
     if args.dry_run or not stale:
         for r in stale:

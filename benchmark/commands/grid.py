@@ -1,7 +1,7 @@
 """`grid NAME|FILE`: expand a YAML grid (methods × tasks × seeds, plus extra blocks) and run it."""
 from __future__ import annotations
 
-from .. import runner
+from .. import migrate, runner
 from ..gridspec import find_grid, load_grid
 from ..store import Store
 from ..ui import console, grid_tables
@@ -35,6 +35,7 @@ def main(args) -> int:
         console.print(f"{name}: {len(cells)} cells, {cached} cached, {len(cells) - cached} to run "
                       f"({len(pretrain)} distinct pretrainings) on world {options.world.label}")
         return 0
+    migrate.migrate(Store(args.results))     # an older store's pretrainings to today's keys, once per store
     outcomes, code = execute(lambda world: expand_all(grids, args.seeds, world), args, profile, title=name)
     if not args.quiet:
         for table in grid_tables([o.result for o in sorted(outcomes, key=lambda o: o.cell.sort_key())
