@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from .. import budget, executors, runner
+from .. import budget, executors, migrate, runner
 from .. import bounds, outputs
 from .. import spec as specs
 from ..atomic import atomic_write_text
@@ -64,6 +64,7 @@ def main(args) -> int:
     probe_specs = [budget.with_epochs(m, b) for m in methods for b in budgets]
     device = runner.check_device(options.device, [runner.Cell(specs.parse_method(s), None, 0) for s in probe_specs])
     store = Store(args.results)
+    migrate.migrate(store)     # an older store's pretrainings to today's keys, once per store
     with CellProgress(None, quiet=options.quiet) as gen:
         world = options.world.open(progress=gen.inner)
     with CellProgress(len(methods) * len(seeds), quiet=options.quiet, title="budget chains") as ui:
