@@ -8,7 +8,6 @@ any executor. An older store's pretrainings are re-keyed once by `benchmark.migr
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from . import spec as specs
 from .atomic import atomic_write_json
 from .contracts import RunContext
-from .store import Store, environment, file_lock, sweep_tmp, warn
+from .store import Store, environment, file_lock, remove_tree, sweep_tmp, warn
 from .world import task_datasets
 
 _MEMORY: dict[str, Any] = {}  # pretrain key -> Pretrained, so N tasks in one process reuse one model
@@ -93,8 +92,7 @@ def _train(cell, corpus, method, cfg, key: str, directory: Path, ctx: RunContext
         ctx.events("pretrain_end", key=key)
     seconds = time.perf_counter() - t0
     model_dir = directory / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
+    remove_tree(model_dir)          # a link is removed, never followed; an error names the folder
     pretrained.save(model_dir)
     atomic_write_json(directory / "meta.json", {
         "method": cell.method.pretrain_resolved(), "corpus": corpus.fingerprint, "seed": cell.seed,

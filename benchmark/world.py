@@ -31,12 +31,12 @@ class WorldChoice:
             root = Path(self.data)
             if not root.is_dir():
                 raise UserError(f"--data '{self.data}' is not a directory (expected a folder of native .h5 files)")
-            return open_world(root, scan_cache=Path(self.cache_root) / ".scanned")
+            return open_world(root, scan_cache=Path(self.cache_root) / ".scanned", progress=progress)
         root = Path(self.cache_root) / f"{self.profile}-s{self.world_seed}"
         if not generate and not (root / ".complete").exists():
             return None
         return open_world(ensure_world(self.profile, self.world_seed, self.cache_root, progress=progress),
-                          scan_cache=Path(self.cache_root) / ".scanned")
+                          scan_cache=Path(self.cache_root) / ".scanned", progress=progress)
 
     def payload(self) -> dict:
         """Plain values with absolute paths (`WorldChoice(**payload)` in a worker whose cwd may differ)."""
