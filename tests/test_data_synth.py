@@ -303,11 +303,13 @@ def test_version_3_default_test_sets_are_large_enough_to_read():
 def test_a_malformed_latent_group_is_one_error_line(v3, tmp_path):
     import shutil
     new, _ = v3
-    cases = {"unknown factor": lambda f: f.create_dataset("latent/audio/mood", data=np.zeros((200, 10, 2), "f4")),
+    def zeros(*shape):
+        return np.zeros(shape, "f4")
+
+    cases = {"unknown factor": lambda f: f.create_dataset("latent/audio/mood", data=zeros(200, 10, 2)),
              "expected shape [200,10,d]": lambda f: (f["latent/audio"].__delitem__("scene"),
-                                                     f.create_dataset("latent/audio/scene", data=np.zeros((200, 9, 2), "f4"))),
-             "one of the file's modalities": lambda f: f.create_dataset("latent/text/semantic",
-                                                                        data=np.zeros((200, 10, 2), "f4"))}
+                                                     f.create_dataset("latent/audio/scene", data=zeros(200, 9, 2))),
+             "one of the file's modalities": lambda f: f.create_dataset("latent/text/semantic", data=zeros(200, 10, 2))}
     for message, damage in cases.items():
         path = tmp_path / "ave.h5"
         shutil.copy(new / "ave.h5", path)
@@ -334,3 +336,15 @@ def test_importers_never_write_latents(tmp_path, capsys):
         assert cli_main([str(a) for a in args] + ["-q"]) == 0, capsys.readouterr().err
         ff = open_world(tmp_path / "out").open(name)
         assert ff.latent_names == {} and "latent" not in ff.h5, name
+
+
+def test_ensure_world_regenerates_a_world_made_with_other_knobs(tmp_path, monkeypatch):
+    """Intact files generated under other knobs (e.g. before the default generator version changed) are not
+    today's world: the cache regenerates them instead of serving the old world under the same folder name."""
+    root = ensure_world("smoke", 0, tmp_path)
+    stamp = (root / "pretrain.h5").stat().st_mtime_ns
+    assert ensure_world("smoke", 0, tmp_path) == root and (root / "pretrain.h5").stat().st_mtime_ns == stamp
+    assert open_world(root).open("pretrain").latent_names == {}
+    monkeypatch.setitem(synth._PROFILE_KNOBS, "smoke", {**synth._PROFILE_KNOBS["smoke"], "version": 3})
+    assert ensure_world("smoke", 0, tmp_path) == root
+    assert open_world(root).open("pretrain").latent_names["audio"] == synth.FACTORS

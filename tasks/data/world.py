@@ -216,7 +216,8 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
     regenerated with a one-line warning instead of being keyed apart and silently computed on."""
     import json
 
-    from benchmark.store import file_lock, outside, remove_tree, warn
+    from benchmark.locks import file_lock, outside, remove_tree
+    from benchmark.notice import warn
 
     from .synth import PROFILES, synthesize
     if profile not in PROFILES:
