@@ -4,7 +4,7 @@ A reader (or a process killed mid-write) therefore sees the old file or the new 
 writer of the project goes through here, so temp names, permissions and clean-up are the same everywhere:
 
 - temp name `.<name>.<random>.<pid>.tmp` beside the target (same file system, so the rename is atomic; the PID
-  lets `store.sweep_tmp` remove what a killed writer left behind);
+  lets `locks.sweep_tmp` remove what a killed writer left behind);
 - published files get the mode a plain `open()` would give (0666 minus the umask) — `mkstemp` makes 0600, and
   results, figures and feature files are meant to be shared;
 - on any exception the temp file is removed and the target is left as it was.

@@ -19,7 +19,8 @@ from . import registry
 from . import spec as specs
 from .atomic import atomic_write_json
 from .contracts import UserError
-from .store import Store, file_lock
+from .locks import file_lock
+from .store import Store
 
 VERSION = 1                       # bump when a new migration step is added
 MARKER = "migrated.json"
