@@ -302,6 +302,25 @@ def test_a_garbled_world_marker_regenerates_the_world(tmp_path, capsys):
     assert (root / COMPLETE).read_text().startswith("{")
 
 
+def test_a_world_file_garbled_with_size_and_mtime_kept_is_seen_by_a_new_process(tmp_path, capsys):
+    """The stat shortcut is trusted only after a process has fingerprinted the world once."""
+    from tasks.data import world as world_mod
+    root = world_mod.ensure_world("smoke", 0, tmp_path)
+    path = root / "ave.h5"
+    before = path.stat()
+    with h5py.File(path, "r") as f:
+        offset, size = f["labels/clip"].id.get_offset(), f["labels/clip"].id.get_storage_size()
+    with open(path, "r+b") as fh:     # finite garbage where the labels are: no NaN check would see it
+        fh.seek(offset)
+        fh.write(bytes(range(256)) * (size // 256) + bytes(size % 256))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert [path.stat().st_size, path.stat().st_mtime_ns] == [before.st_size, before.st_mtime_ns]
+    world_mod._VERIFIED.clear()        # what a new process starts with
+    store_mod.forget_warnings()
+    world_mod.ensure_world("smoke", 0, tmp_path)
+    assert "ave.h5 changed since generation; regenerating" in capsys.readouterr().err
+
+
 def test_dead_writers_temp_files_are_swept_from_table_folders(tmp_path, capsys):
     out = tmp_path / "tables"
     out.mkdir()
