@@ -112,13 +112,14 @@ def write(probes: dict[str, dict[int, dict]], out: Path, label: Callable[[str], 
 def plot(probes: dict[str, dict[int, dict]], path: Path, label: Callable[[str], str] = str) -> Path:
     """One panel per (modality, representation): per method, the R² of each factor with its 95 % CI."""
     import numpy as np
+    from matplotlib.figure import Figure
 
-    from .report_plots import _figure, save_png
     rows = summaries(probes)
     panels = [(m, rep) for m in SHORT for rep in REPRESENTATIONS
               if any((m, rep, f) in r for r in rows.values() for f in FACTORS)]
     methods = sorted(rows, key=lambda m: (m == "oracle", label(m).lower()))
-    fig = _figure(6.0 * min(len(panels), 2), 0.35 * len(methods) * 1.2 * -(-len(panels) // 2) + 1.2)
+    fig = Figure(figsize=(6.0 * min(len(panels), 2), 0.42 * len(methods) * -(-len(panels) // 2) + 1.2), dpi=120,
+                 layout="constrained")
     axes = fig.subplots(-(-len(panels) // 2), min(len(panels), 2), squeeze=False, sharey=True).ravel()
     y = np.arange(len(methods))
     colors = {"semantic": "tab:green", "scene": "tab:orange", "nuisance": "tab:red"}
@@ -138,4 +139,4 @@ def plot(probes: dict[str, dict[int, dict]], path: Path, label: Callable[[str], 
     axes[0].invert_yaxis()
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(TITLE, fontsize=10)
-    return save_png(fig, path)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
