@@ -83,7 +83,7 @@ def to_markdown(probes: dict[str, dict[int, dict]], label: Callable[[str], str] 
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in sorted(rows, key=lambda m: (m == "oracle", label(m).lower())):
         lines.append("| " + " | ".join([label(method)] + [_cell(rows[method][c]) for c in cols]) + " |")
-    return f"# {TITLE}\n\n" + "\n".join(lines) + "\n\n" + caption(probes) + "\n"
+    return f"**{TITLE}**\n\n" + "\n".join(lines) + "\n\n" + caption(probes) + "\n"   # as the paper tables
 
 
 def to_csv(probes: dict[str, dict[int, dict]]) -> str:
