@@ -121,8 +121,9 @@ def run_chains(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[i
                     rows += value
                 ui.advance(f"{method} seed {seed}")
     except KeyboardInterrupt:
-        raise executors.Interrupted(f"interrupted: {len(rows)} pretrainings of the chains finished and kept in the "
-                                    f"store; rerun to train the rest") from None
+        finished = len({(row["method"], row["seed"]) for row in rows})
+        raise executors.Interrupted(f"interrupted: {finished} of {len(jobs)} budget chains finished; every budget "
+                                    f"trained so far is kept in the store (rerun to resume)") from None
     return rows
 
 

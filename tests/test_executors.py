@@ -101,9 +101,10 @@ def _workers_of(pid: int) -> list[int]:
     return out
 
 
-def _wait_for(condition, timeout: float = 120.0) -> None:
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0) -> None:
     deadline = time.time() + timeout
     while not condition():
+        assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "timed out"
         time.sleep(0.2)
 
@@ -135,7 +136,7 @@ def test_a_worker_killed_mid_cell_costs_only_its_cell(world, tmp_path):
                    "--executor", "pool", "--workers", "1"], world, store)
     try:
         lock = _lock_of(store, slow)
-        _wait_for(lambda: lock.exists() and _workers_of(proc.pid))
+        _wait_for(lambda: lock.exists() and _workers_of(proc.pid), proc)
         (victim,) = _workers_of(proc.pid)
         os.kill(victim, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
@@ -152,25 +153,32 @@ def test_a_worker_killed_mid_cell_costs_only_its_cell(world, tmp_path):
     assert "cells: cached 0 · ran 2 · failed 1" in err
 
 
+def _budget_started(store: Path):
+    """The budget chain below has cached its 1-epoch pretraining and is training towards 300."""
+    return list(store.glob("pretrain/cmcm/*/complete.json")) and list(store.glob("pretrain/cmcm/chain-*/checkpoints"))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-@pytest.mark.parametrize("command", [
-    ["run", "--method", "tinymethod@dim=4", "tinymethod@sleep=60", "--task", "tinytask", "--executor", "pool",
-     "--workers", "2"],
-    ["run", "--method", "tinymethod@dim=4", "tinymethod@sleep=60", "--task", "tinytask"],
-    ["pretrain", "--method", "tinymethod@dim=4", "tinymethod@sleep=60"],
-], ids=["run-pool", "run-local", "pretrain"])
-def test_one_ctrl_c_stops_at_once_and_keeps_finished_work(command, world, tmp_path):
-    """SIGINT to the foreground process group (a terminal's Ctrl-C) once the fast cell is done and the slow one
-    is training: exit 130 within 5 s, one `error: interrupted ...` line, no traceback, no live worker, the finished
-    work kept in the store."""
+@pytest.mark.parametrize("command, said", [
+    (["run", "--method", "tinymethod@dim=4", "tinymethod@sleep=60", "--task", "tinytask", "--executor", "pool",
+      "--workers", "2"], "1 of 2 cells"),
+    (["run", "--method", "tinymethod@dim=4", "tinymethod@sleep=60", "--task", "tinytask"], "1 of 2 cells"),
+    (["pretrain", "--method", "tinymethod@dim=4", "tinymethod@sleep=60"], "1 of 2 pretrainings"),
+    (["budget", "--method", "cmcm", "--epochs", "1", "300", "--workers", "2", "--out", "OUT"], "0 of 1 budget chains"),
+], ids=["run-pool", "run-local", "pretrain", "budget-pool"])
+def test_one_ctrl_c_stops_at_once_and_keeps_finished_work(command, said, world, tmp_path):
+    """SIGINT to the foreground process group (a terminal's Ctrl-C) once the fast cell (pretraining, budget) is
+    done and the slow one is training: exit 130 within 5 s, one `error: interrupted ...` line, no traceback, no
+    live worker, the finished work kept in the store."""
     WORLD[:] = [world]
     store = tmp_path / "store"
-    proc = _start(command, world, store)
+    proc = _start([str(tmp_path / "out") if a == "OUT" else a for a in command], world, store)
     try:
         lock = _lock_of(store, "tinymethod@sleep=60")
         done = (lambda: _cells(store, "result.json")) if command[0] == "run" else \
-            (lambda: list(store.glob("pretrain/tinymethod/*/complete.json")))
-        _wait_for(lambda: done() and lock.exists())
+            (lambda: list(store.glob("pretrain/*/*/complete.json")))
+        started = (lambda: _budget_started(store)) if command[0] == "budget" else (lambda: done() and lock.exists())
+        _wait_for(started, proc)
         time.sleep(1.0)          # well inside the slow pretraining
         workers = _workers_of(proc.pid)
         t0 = time.time()
@@ -184,7 +192,7 @@ def test_one_ctrl_c_stops_at_once_and_keeps_finished_work(command, world, tmp_pa
     assert seconds < 5, seconds
     assert "Traceback" not in err and "Exception ignored" not in err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: interrupted: 1 of 2"), err
+    assert len(lines) == 1 and lines[0].startswith(f"error: interrupted: {said}"), err
     assert all(not Path(f"/proc/{w}").exists() or "\nState:\tZ" in Path(f"/proc/{w}/status").read_text()
                for w in workers)
     assert len(done()) == 1          # the finished cell (or pretraining) is kept
@@ -210,3 +218,22 @@ def test_pool_workers_report_pretraining_epochs_to_the_parent(world, tmp_path):
     assert {slot for slot, _, _ in seen} != {0}           # a worker's slot, not this process's
     assert [info["done"] for _, kind, info in seen if kind == "epoch"] == [1, 2, 3]
     assert seen[0][2]["label"] == "tinymethod seed 0"
+
+
+def test_budget_chains_run_in_the_executors_pool(world, tmp_path):
+    """The budget study's chains go through `executors.Pool` (no submission loop of their own): each chain's
+    budgets come back as rows and its epochs reach the parent's UI."""
+    from benchmark import api, budget, runner
+    from benchmark.world import WorldChoice
+    seen = []
+
+    class Recorder(api.Silent):
+        def event(self, slot, kind, info):
+            seen.append((slot, kind, info))
+    choice = WorldChoice(profile=None, data=str(world))
+    options = runner.Options(threads=1, world=choice)
+    rows = budget.run_chains(["cmcm"], [1, 2], [0], choice.open(), Store(tmp_path / "s"), options, 2, Recorder(),
+                             "cpu")
+    assert [(r["epochs"], r["status"]) for r in rows] == [(1, "trained"), (2, "trained")]
+    assert [(info["done"], info["total"]) for _, kind, info in seen if kind == "epoch"] == [(1, 1), (2, 2)]
+    assert {slot for slot, _, _ in seen} != {0}
