@@ -201,8 +201,8 @@ class Store:
         (with a one-line warning) so the cell is recomputed and the file replaced."""
         path = self.cell_dir(task, method, key) / RESULT
         data, problem = read_result(path)
-        if problem:   # absolute: a pool worker names it as its parent does (one warning)
-            warn(f"{path.absolute()}: {problem}; treated as missing (recomputed)")
+        if problem:   # resolved, as a pool worker's store path is: it names it as its parent does (one warning)
+            warn(f"{path.resolve()}: {problem}; treated as missing (recomputed)")
         return data
 
     def write_result(self, cell_dir: Path, result: CellResult, config: dict, env: dict) -> None:
