@@ -129,17 +129,23 @@ def _apply_method_options(grid: dict, where: str) -> None:
             raise UserError(f"{where}: method_options: bad option name {key!r}"[:300])
         if isinstance(value, dict):
             raise UserError(f"{where}: method_options.{key} must be a scalar or a list, got {value!r}"[:300])
+    rewrite_methods(grid, lambda m: specs.with_base_options(m, options))
+
+
+def rewrite_methods(grid: dict, rewrite) -> None:
+    """Every method spec of a loaded grid (blocks and table rows) through `rewrite` (spec text -> spec text):
+    `method_options`, and `grid --profile smoke` (`spec.at_smoke_scale`)."""
     for block in grid["_blocks"]:
-        block["methods"] = [specs.with_base_options(m, options) for m in block["methods"]]
+        block["methods"] = [rewrite(m) for m in block["methods"]]
     if "methods" in grid:      # the top-level product is the first block: the same, rewritten list
         grid["methods"] = grid["_blocks"][0]["methods"]
     table = grid.get("table")
     if isinstance(table, dict):
         if isinstance(table.get("method"), str):
-            table["method"] = specs.with_base_options(table["method"], options)
+            table["method"] = rewrite(table["method"])
         for row in table.get("rows") or []:
             if isinstance(row, dict) and isinstance(row.get("method"), str):
-                row["method"] = specs.with_base_options(row["method"], options)
+                row["method"] = rewrite(row["method"])
 
 
 def table_names() -> list[str]:

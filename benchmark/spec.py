@@ -14,11 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from . import bounds, registry
 from .contracts import UserError
 from .hashing import stable_hash
+from .yamlio import parse_value
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -26,21 +25,6 @@ MAX_SPEC_CHARS = 1000            # a whole method or task spec
 MAX_VALUE_CHARS = registry.MAX_VALUE_CHARS
 MAX_SEED = 2**32 - 1             # numpy's seed range
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _parse_value(text: str) -> Any:
-    """An override value as YAML reads it, with floats in exponent form (`3e-1`) read as floats."""
-    try:
-        value = registry.load_yaml(text)
-    except (yaml.YAMLError, ValueError):  # ValueError: e.g. an integer beyond Python's digit limit
-        return text
-    return text if isinstance(value, (dict,)) else value
-
-
-def parse_number(text: str) -> int | float | None:
-    """`text` as an int or a float (YAML forms, `1e3`, `3e-1`), None when it is not a number."""
-    value = _parse_value(text.strip())
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _check_text(text: Any, what: str) -> str:
@@ -90,7 +74,7 @@ def parse_overrides(text: str, where: str) -> dict[str, Any]:
         if len(value.strip()) > MAX_VALUE_CHARS:
             raise UserError(f"malformed spec '{where[:60]}...': value of '{key}' is {len(value.strip())} characters "
                             f"(at most {MAX_VALUE_CHARS})")
-        out[key] = _parse_value(value.strip())
+        out[key] = parse_value(value.strip())
     return out
 
 
@@ -201,6 +185,18 @@ def with_base_options(text: str, options: dict[str, Any]) -> str:
     return head.strip() + ("," if at else "@") + ",".join(add) + plus + tail
 
 
+def at_smoke_scale(text: str) -> str:
+    """`text` at the `smoke` scale preset (`--profile smoke`), unless it names its own scale or budget
+    (`dcid@epochs=1` stays as written); methods without presets are left as they are."""
+    head = _check_text(text, "method").strip().partition("+")[0]
+    name, at, rest = head.partition("@")
+    try:
+        given = parse_overrides(rest, text) if at else {}
+    except UserError:
+        return text
+    return text if {"scale", "epochs"} & set(given) else with_base_options(text, {"scale": "smoke"})
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     component: Component
@@ -226,7 +222,7 @@ def parse_task(text: str) -> TaskSpec:
 def validate_method(method: MethodSpec) -> None:
     """The sizes' bounds, then the implementations' own range checks (epochs >= 1, levels, TOC's lam, ...): run
     before anything is planned."""
-    bounds.check_method(method)
+    bounds.check_method(method, _preset_settings(method, method.base.cfg) or method.base.cfg)
     method.base.entry.validate(method.base.cfg)
     for refiner in method.refiners:
         refiner.entry.validate(refiner.cfg)

@@ -91,6 +91,15 @@ def test_the_smoke_preset_is_the_default_one_at_a_seconds_budget():
     assert checked >= 6
 
 
+def test_a_spec_that_names_its_scale_or_budget_keeps_it_on_the_smoke_profile():
+    from benchmark.spec import at_smoke_scale
+    assert at_smoke_scale("fccid+toc") == "fccid@scale=smoke+toc"
+    assert at_smoke_scale("dcid@quantizer=rvq") == "dcid@quantizer=rvq,scale=smoke"
+    assert at_smoke_scale("dcid@epochs=1") == "dcid@epochs=1"             # a budget chosen by hand
+    assert at_smoke_scale("dcid@scale=paper") == "dcid@scale=paper"
+    assert at_smoke_scale("chance") == "chance"                             # no presets
+
+
 def test_run_on_the_smoke_profile_trains_the_smoke_preset_and_says_so(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmark", "run", "--method", "dcid", "chance", "--task", "ave",
                           "--profile", "smoke", "--results", tmp_path / "s", "-q", "--threads", "1"], cwd=ROOT,
@@ -102,3 +111,14 @@ def test_run_on_the_smoke_profile_trains_the_smoke_preset_and_says_so(tmp_path):
     import json
     (result,) = [json.loads(p.read_text()) for p in (tmp_path / "s").glob("cells/ave/dcid*/*/result.json")]
     assert len(result["diagnostics"]["training"]["loss_history"]) == 2          # the smoke budget, not 32 epochs
+
+
+def test_grid_on_the_smoke_profile_runs_the_smoke_preset_and_says_so(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmethods: [dcid, chance]\ntasks: [ave]\nseeds: [0]\n")
+    out = subprocess.run([sys.executable, "-m", "benchmark", "grid", grid, "--profile", "smoke", "--results",
+                          tmp_path / "s", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "s" / "cells" / "ave").iterdir()) == ["chance", "dcid@scale=smoke"]
+    assert out.stdout.rstrip().splitlines()[-1].startswith("SMOKE: ")

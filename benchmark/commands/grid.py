@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from .. import migrate, runner
-from ..gridspec import find_grid, load_grid
+from ..gridspec import find_grid, load_grid, rewrite_methods
+from ..spec import at_smoke_scale
 from ..store import Store
+from ..tables.text import SMOKE_BANNER
 from ..ui import console, grid_tables
 from ._common import add_run_options, execute, options_from
 
@@ -21,6 +23,10 @@ def main(args) -> int:
     grids = [load_grid(path) for path in paths]
     name = "+".join(path.stem for path in paths)
     profile = grids[0].get("profile", "default")
+    smoke = getattr(args, "data", None) is None and (args.profile or profile) == "smoke"
+    if smoke:   # the toy world at the seconds budget (as `run --profile smoke`) unless a spec names scale or epochs
+        for grid in grids:
+            rewrite_methods(grid, at_smoke_scale)
     if args.dry_run:
         options = options_from(args, profile)
         expand_all(grids, args.seeds, None)  # validates every spec
@@ -41,6 +47,8 @@ def main(args) -> int:
         for table in grid_tables([o.result for o in sorted(outcomes, key=lambda o: o.cell.sort_key())
                                   if o.result is not None]):
             console.print(table)
+    if smoke:
+        console.print(f"[bold yellow]{SMOKE_BANNER}[/]", soft_wrap=True, highlight=False)
     return code
 
 

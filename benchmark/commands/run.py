@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     tasks = all_tasks() if args.task == ["all"] else args.task
     methods = list(dict.fromkeys(args.method))
-    if args.profile == "smoke":   # the toy world at the seconds budget, unless a spec names its own scale
-        methods = list(dict.fromkeys(specs.with_base_options(m, {"scale": "smoke"}) for m in methods))
+    if args.profile == "smoke":   # the toy world at the seconds budget, unless a spec names its scale or budget
+        methods = list(dict.fromkeys(specs.at_smoke_scale(m) for m in methods))
     outcomes, code = execute(lambda world: runner.plan(methods, tasks, args.seeds or [0], world), args)
     if len(methods) == 1:
         print_results(outcomes)
