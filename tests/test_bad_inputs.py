@@ -331,6 +331,23 @@ def test_dead_writers_temp_files_are_swept_from_table_folders(tmp_path, capsys):
     assert not dead.exists()
 
 
+def test_dead_writers_temp_files_are_swept_from_a_synth_out_folder(tmp_path, capsys):
+    out = tmp_path / "w"
+    out.mkdir()
+    dead, alive = out / ".ave.h5.abc123.999999999.tmp", out / f".ave.h5.abc123.{os.getpid()}.tmp"
+    dead.write_text("half")
+    alive.write_text("being written")
+    code, err = cli(capsys, "data", "synth", "--profile", "smoke", "--out", out, "-q", "--only", "ave")
+    assert code == 0, err
+    assert not dead.exists() and alive.exists()
+
+
+def test_import_out_must_be_a_file(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    code, err = cli(capsys, "data", "import", "ave", tmp_path, "--out", tmp_path / "d", "-q")
+    one_error(code, err, "is a directory")
+
+
 def test_a_warning_is_printed_once_also_in_spawned_workers(monkeypatch, capsys):
     store_mod.forget_warnings()
     store_mod.warn("same thing")

@@ -47,7 +47,9 @@ def _validate(args) -> None:
         raise UserError(f"--epochs {max(args.epochs)}: at most {top} ({bounds.OPTION_BOUNDS['epochs'].why})")
     bounds.check_count("workers", args.workers, "--workers")
     outputs.check_stem(args.name, "--name")
-    outputs.check_dir(args.out or args.results, "--out" if args.out else "--results")
+    flag = "--out" if args.out else "--results"
+    for sub in ("tables", "figures"):      # where it writes (dead writers' temp files swept there)
+        outputs.check_dir(Path(args.out or args.results) / sub, flag)
     specs.check_seeds(args.seeds or [0])
     for m in args.method:
         budget.with_epochs(m, 1)        # every spec parses and has a budget

@@ -114,9 +114,12 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- commands
 def synth(args) -> int:
     from tasks.data import synthesize
+
+    from ..store import sweep_tmp
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only is not None else None
     if only == []:
         raise UserError(f"--only {args.only!r} names no dataset (a comma list such as pretrain,ave)")
+    sweep_tmp(Path(args.out), any_writer=False)   # temp files of a killed synth (dead PIDs only)
     t0 = time.perf_counter()
     with _progress(args.quiet) as progress:
         out = synthesize(args.profile, args.seed, args.out, progress=progress, only=only, **_parse_sets(args.set))
@@ -235,10 +238,14 @@ def import_avvp(args) -> int:
 
 
 def _check_out(args) -> None:
-    """An import rewrites its --out whole; replacing someone's file silently would lose it."""
-    out = Path(args.out)
+    """An import rewrites its --out whole; replacing someone's file silently would lose it. Temp files of a
+    killed import beside it (dead PIDs only) are swept."""
+    from ..outputs import check_file
+    from ..store import sweep_tmp
+    out = check_file(args.out, "--out")
     if out.exists() and not args.force:
         raise UserError(f"--out '{out}' already exists; pass --force to replace it")
+    sweep_tmp(out.parent, any_writer=False)
 
 
 def _done(out: Path, quiet: bool) -> int:
