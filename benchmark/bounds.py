@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .contracts import UserError
+from .yamlio import parse_number
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,6 @@ def typed(key: str, value: Any, default: Any, annotation: str = "") -> Any:
     """A knob value (often a string from `--set`) as the type of its default: bool from true/false/yes/no/1/0,
     numbers in any YAML or exponent form (`1e3`), lists for tuple knobs (items typed by the annotation). Raises
     UserError naming the knob and what it expects."""
-    from .spec import parse_number
 
     def fail(want: str):
         return UserError(f"generator knob '{key}' expects {want}, got {value!r}"[:300])
@@ -284,12 +284,11 @@ def check_memory(owner: str, terms: Mapping[str, int], available: int | None = N
 
 
 # --------------------------------------------------------------------------- hooks
-def check_method(method) -> None:
-    """A method spec's sizes (its preset applied) and refiners' against OPTION_BOUNDS, and its memory estimate.
-    Called by `spec.validate_method` before the entries' own validators (which must not meet a huge value)."""
-    from . import spec as specs
+def check_method(method, settings: Mapping[str, Any]) -> None:
+    """A method spec's sizes (`settings`: its preset applied) and refiners' against OPTION_BOUNDS, and its memory
+    estimate. Called by `spec.validate_method` before the entries' own validators (which must not meet a huge
+    value)."""
     owner = f"method '{method.base.name}'"
-    settings = specs._preset_settings(method, method.base.cfg) or method.base.cfg
     check_values(settings, OPTION_BOUNDS, owner)
     for refiner in method.refiners:
         check_values(refiner.cfg, OPTION_BOUNDS, f"refiner '{refiner.name}'")
@@ -298,14 +297,6 @@ def check_method(method) -> None:
 
 def check_task(task) -> None:
     check_values(task.component.cfg, OPTION_BOUNDS, f"task '{task.name}'")
-
-
-def check_plan(methods: Iterable, tasks: Iterable, world=None) -> None:
-    """After every spec was validated (`check_method`, `check_task`): the checks between specs and against
-    the world (code widths, corpus modalities and T, per-direction encoders, memory with the data's sizes).
-    Called by `runner.plan`."""
-    from .planning import check_against_world
-    check_against_world(list(methods), list(tasks), world)
 
 
 def check_declared(path: Any, key: str, shape: tuple[int, ...], itemsize: int, available: int | None = None) -> None:

@@ -154,6 +154,11 @@ class Method:
         """Rebuild a Pretrained saved by `Pretrained.save` in `directory`."""
         raise NotImplementedError
 
+    def device_problem(self, cfg: Mapping[str, Any], device: str) -> str | None:
+        """Why this configuration cannot run on `device` (a precision the hardware lacks), None when it can: the
+        harness asks before anything runs."""
+        return None
+
 
 class Refiner:
     """Training-free transformation of a Pretrained (e.g. TOC). Must not retrain anything."""
@@ -197,6 +202,11 @@ class Task:
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
         """Raise UserError for config values the task cannot run with."""
+
+    def modalities(self, cfg: Mapping[str, Any]) -> set[str] | None:
+        """The modalities the configured task reads (its directions' sources and targets), None when it does not
+        say: planning checks them against the method and the corpus before any cell runs."""
+        return None
 
     def evaluate(self, pretrained: Pretrained | None, world: World, cfg: Mapping[str, Any], seed: int,
                  ctx: RunContext) -> dict[str, dict[str, float]]:

@@ -2,9 +2,9 @@
 
 Each of these used to fail only after a pretraining was written (TOC's `q` against the code width, a corpus
 without the modalities a method pairs, `cpc_horizon` beyond the clips' T) or after some cells of `--task all`
-had run (a direction whose modality the method cannot encode). `runner.plan` calls `check_against_world`
-through `bounds.check_plan`, so a run that cannot succeed exits 2 before any world is generated (for what the
-specs alone decide) or before any cell (for what the world decides).
+had run (a direction whose modality the method cannot encode). `runner.plan` calls `check_against_world`, so a
+run that cannot succeed exits 2 before any world is generated (for what the specs alone decide) or before any
+cell (for what the world decides).
 """
 from __future__ import annotations
 
@@ -43,18 +43,8 @@ def task_modalities(task) -> set[str] | None:
     """The modalities a task's `directions` read (source and target), or None for tasks without directions."""
     if "directions" not in task.component.cfg:
         return None
-    from tasks.common import LONG, parse_directions
-    obj = task.component.entry.load()
-    allowed = getattr(obj, "directions", None)
-    if allowed is None:
-        import importlib
-        allowed = getattr(importlib.import_module(type(obj).__module__), "DIRECTIONS", None)
-    if not allowed:
-        return None
-    found = set()
-    for d in parse_directions(task.component.cfg["directions"], allowed, task.name):
-        found |= {d.source, d.target}
-    return found & set(LONG.values())
+    says = getattr(task.component.entry.load(), "modalities", None)     # a plugin may implement Task directly
+    return says(task.component.cfg) if says is not None else None
 
 
 def check_against_world(methods: list, tasks: list, world) -> None:

@@ -31,7 +31,6 @@ import importlib.metadata
 import importlib.util
 import math
 import os
-import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .contracts import UserError
+from .yamlio import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH_DIRS = {
@@ -215,21 +215,6 @@ def _import(module_name: str, card_dir: Path, owner: str):
 def _suggest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # type: ignore[misc]
-    """The safe loader, with floats in exponent form without a dot (`3e-1`, `1e-3`): YAML 1.1 reads them as
-    strings, users write floats that way."""
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
-                              list("-+0123456789."))
-
-
-def load_yaml(text: str):
-    """yaml.safe_load through libyaml's C parser when PyYAML has it (much faster, and every CLI start reads every
-    card and grid), the pure-Python one otherwise; both accept the same safe subset (+ exponent floats)."""
-    return yaml.load(text, Loader=_Loader)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import bounds
 from . import spec as specs
 from .contracts import NotApplicable, RunContext, UserError
+from .planning import check_against_world
 from .pretraining import get_pretrained, now, seed_everything
 from .results import SAMPLES, CellResult, write_samples
 from .store import Store, environment, sweep_tmp, torch_threads
@@ -53,7 +53,7 @@ def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable
         specs.validate_method(spec_)
     for spec_ in tasks:
         specs.validate_task(spec_)
-    bounds.check_plan(methods, tasks, world)   # sizes, memory, and the checks that need the world
+    check_against_world(methods, tasks, world)   # the checks between specs and against the world
     for task in tasks:
         for method in methods:
             _check_pairing(method, task)
@@ -257,9 +257,9 @@ def check_device(device: str, cells: Iterable[Cell] = ()) -> str:
             raise UserError(f"--device {device} requested but torch sees no CUDA device (use --device cpu or auto)")
         else:
             resolved = device
-    from methods.precision import check_device as precision_problem
-    for cell in cells:
-        reason = precision_problem(cell.method.base.cfg.get("dtype", "float32"), resolved)
+    for cell in cells:     # asked of the method (a precision its hardware lacks): the harness imports no method
+        problem = getattr(cell.method.base.entry.load(), "device_problem", None)
+        reason = problem(cell.method.base.cfg, resolved) if problem is not None else None
         if reason:
             raise UserError(f"{cell.method.canonical()}: {reason}")
     return resolved

@@ -332,6 +332,9 @@ class CodebookMethod(Method):
     def validate(self, cfg: Mapping[str, Any]) -> None:
         validate_settings(self.settings(cfg), f"method '{self.name}'")
 
+    def device_problem(self, cfg: Mapping[str, Any], device: str) -> str | None:
+        return check_device(self.settings(cfg)["dtype"], device)
+
     def build_model(self, shapes: Mapping[str, tuple], settings: Mapping[str, Any]) -> nn.Module:
         raise NotImplementedError
 

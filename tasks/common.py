@@ -43,6 +43,11 @@ def parse_directions(text: str, allowed: Sequence[str], task: str) -> list[Direc
     return out
 
 
+def direction_modalities(text: str, allowed: Sequence[str], task: str) -> set[str]:
+    """Every modality the directions read, as a source or a target (what `Task.modalities` reports)."""
+    return {m for d in parse_directions(text, allowed, task) for m in (d.source, d.target)}
+
+
 def sources(directions: Sequence[Direction]) -> dict[str, list[Direction]]:
     """Group directions by source modality: one head per source serves all its targets."""
     grouped: dict[str, list[Direction]] = {}

@@ -27,7 +27,7 @@ from torch import nn
 from benchmark.contracts import RunContext, Task, UserError
 
 from . import metrics
-from .common import parse_directions, sources
+from .common import direction_modalities, parse_directions, sources
 
 PREDICT_BATCH = 4096
 
@@ -305,6 +305,9 @@ class HeadTask(Task):
     def validate(self, cfg):
         check_head_options(cfg, self.name)
         parse_directions(cfg["directions"], self.directions, self.name)
+
+    def modalities(self, cfg):
+        return direction_modalities(cfg["directions"], self.directions, self.name)
 
     def transfer_all(self, cfg, seed: int, ctx: RunContext, problem: Problem,
                      source: Callable[[str, str], Labeled], target: Callable[[str], Labeled]) -> dict[str, dict]:

@@ -17,7 +17,7 @@ import numpy as np
 from benchmark.contracts import Task, UserError
 
 from . import metrics
-from .common import SHORT, FeatureCache, masked_mean, parse_directions
+from .common import SHORT, FeatureCache, direction_modalities, masked_mean, parse_directions
 
 DIRECTIONS = ("V->T", "T->V", "A->T", "T->A", "A->V", "V->A")
 FILES = {frozenset(("video", "text")): "retrieval_vt", frozenset(("audio", "text")): "retrieval_at",
@@ -47,6 +47,9 @@ class Retrieval(Task):
 
     def validate(self, cfg):
         parse_directions(cfg["directions"], DIRECTIONS, self.name)
+
+    def modalities(self, cfg):
+        return direction_modalities(cfg["directions"], DIRECTIONS, self.name)
 
     def evaluate(self, pretrained, world, cfg, seed, ctx):
         directions = parse_directions(cfg["directions"], DIRECTIONS, self.name)
