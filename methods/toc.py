@@ -136,10 +136,17 @@ class TOCPretrained(Pretrained):
 
     def encode(self, modality: str, x):
         z = self.base.encode(modality, x)
+        if self.selection.index.numel() == z.shape[-1]:     # every dim kept (AVE as released): the base, bit for bit
+            return z
         return z[..., self.selection.index.to(z.device)]
 
     def codes(self, modality: str, x):
         return self.base.codes(modality, x)
+
+    def sliced_from(self) -> tuple[Pretrained, torch.Tensor]:
+        """(base, kept columns): `encode` is the base's encoding at these columns, so encoding caches slice the
+        base's (tasks.encodings) instead of encoding again."""
+        return self.base, self.selection.index
 
     def to(self, device: str) -> "TOCPretrained":
         self.base = self.base.to(device)

@@ -301,6 +301,8 @@ def test_default_q_follows_the_released_share_of_the_width_for_the_cells_task():
     assert kept == {"ave": 64, "avvp": 49, "ave_avvp": 32, "ucf_vgg": 42, "retrieval": 32}
     out = toc.refine(base, cfg, RunContext(task="avvp"))
     assert out.diagnostics()["toc"]["options"]["q_fraction"] == 0.765625
+    whole = toc.refine(base, cfg, RunContext(task="ave"))
+    assert whole.encode("audio", X) is not None and torch.equal(whole.encode("audio", X), base.encode("audio", X))
 
 
 def test_toc_random_keeps_the_same_number_of_dims_drawn_by_seed_and_draw():
