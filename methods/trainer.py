@@ -206,7 +206,7 @@ def find_checkpoint(directory: Path | None, tag: str, max_epoch: int) -> dict | 
         except Exception:          # a torn or foreign file: ignore it, an older one may still serve
             state = None
         if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
-            from benchmark.store import warn
+            from benchmark.notice import warn
             warn(f"{path}: not a checkpoint (unreadable or foreign); ignored, an older one or a fresh start serves")
             continue
         if state.get("tag") == tag and state.get("format") == CHECKPOINT_FORMAT and state["epoch"] <= max_epoch:
