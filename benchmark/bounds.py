@@ -112,6 +112,7 @@ CLI_BOUNDS = _table(
     Bound("threads", 1_024, "torch threads per process"),
 )
 
+ENCODE_BATCH = 256             # clips a task reads and encodes at once (tasks.common.ENCODE_BATCH; a test pins it)
 MEMORY_FRACTION = 0.9          # an estimate above this share of the available memory is refused
 FLOAT = 4                      # bytes per value the estimates count (float32)
 

@@ -82,7 +82,7 @@ def check_against_world(methods: list, tasks: list, world) -> None:
 
 
 def _check_task_memory(method, tasks: list, world, steps: Mapping[str, int]) -> None:
-    from .bounds import check_memory, method_terms, task_terms
+    from .bounds import ENCODE_BATCH, check_memory, method_terms, task_terms
     width = _code_width(method) or 0
     t = max(steps.values(), default=1)
     for task in tasks:
@@ -92,7 +92,8 @@ def _check_task_memory(method, tasks: list, world, steps: Mapping[str, int]) -> 
         for name in task.component.entry.datasets:
             ff = world.open(name)
             clips += max((ff.n(m) for m in ff.modalities), default=0)
-            raw = max([raw] + [ff.n(m) * math.prod(ff.feature_shape(m)) * 4 for m in ff.modalities])
+            raw = max([raw] + [min(ff.n(m), ENCODE_BATCH) * math.prod(ff.feature_shape(m)) * 4
+                               for m in ff.modalities])
         terms = {**method_terms(_settings(method), steps=t), **task_terms(task.component.cfg, clips, t, width),
-                 "features of the largest dataset (declared shape)": raw}
+                 "one encode batch of raw features (declared shape)": raw}
         check_memory(f"{method.base.canonical()} on {task.canonical()}", terms)

@@ -149,3 +149,8 @@ def test_memory_estimate_names_its_largest_term_and_compares_with_available_memo
 def test_plan_refuses_a_method_that_does_not_fit_in_memory():
     with pytest.raises(UserError, match="mostly codebook_size x code_dim"):
         runner.plan([f"dcid@codebook_size={2**20},code_dim={2**16}"], ["ave"], [0], None)
+
+
+def test_the_planning_estimate_reads_clips_as_the_tasks_do():
+    from tasks.common import ENCODE_BATCH
+    assert bounds.ENCODE_BATCH == ENCODE_BATCH
