@@ -45,3 +45,19 @@ def test_the_claims_command_fits_80_columns(tmp_path):
     assert max(map(len, out.stdout.splitlines())) <= 80 and "…" not in out.stdout
     assert "  · dcid@epochs=16 ≥ dcid@epochs=16,levels=3,quantizer=rvq" in lines    # whole, one line
     assert any(ln.startswith("  a ≈ b: holds if") for ln in lines)                   # the rules wrap indented
+
+
+def test_claims_of_a_smoke_world_carry_the_banner(tmp_path, capsys):
+    import json
+
+    from benchmark.__main__ import main as cli_main
+    from benchmark.tables import SMOKE_BANNER
+    for world, store in (("smoke-s0", tmp_path / "smoke"), ("default-s0", tmp_path / "default")):
+        for r in cells("fccid", 60, seed_noise=1, world=world) + cells("dcid", 55, seed_noise=2, world=world):
+            d = store / "cells" / r["task"] / r["method"] / f"k{r['seed']}"
+            d.mkdir(parents=True)
+            (d / "result.json").write_text(json.dumps(r))
+    assert cli_main(["claims", "--results", str(tmp_path / "smoke")]) == 0
+    assert capsys.readouterr().out.startswith("SMOKE: ")
+    assert cli_main(["claims", "--results", str(tmp_path / "default")]) == 0
+    assert SMOKE_BANNER[:20] not in capsys.readouterr().out

@@ -12,6 +12,7 @@ from rich.padding import Padding
 from .. import claims, claims_narrow, paper_claims
 from .. import outputs
 from ..api import read_store
+from ..tables.text import SMOKE_BANNER, is_smoke
 from ..ui import console, err_console
 
 
@@ -27,6 +28,8 @@ def main(args) -> int:
     results_dir = Path(args.results)
     out = outputs.check_dir(Path(args.out) if args.out else results_dir / "tables", "--out")
     found, index = paper_claims.evaluate(read_store(args.results, args.world), world=args.world)
+    if is_smoke(index.world):
+        console.print(f"[bold yellow]{SMOKE_BANNER}[/]", highlight=False)
     narrow = console.width < claims_narrow.NARROW    # a table would cut specs at 80 columns
     console.print((claims_narrow if narrow else claims).to_rich(found, index))
     console.print("Rules (a REL b, d = a − b paired by seed):", highlight=False)
