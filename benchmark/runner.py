@@ -123,9 +123,8 @@ def compute_cell(cell: Cell, world, store: Store, ctx: RunContext) -> CellResult
     pretrained, pkey = None, None
     if getattr(task, "needs_pretrained", True):
         pretrained, pkey = get_pretrained(cell, world, store, ctx)
-        # keyed by the full method spec (refiners and inference-only options change the features), not the task
-        ctx.scratch = store.root / "features" / pkey / specs.stable_hash([cell.method.resolved(),
-                                                                          cell.data_fingerprint])
+        # the base spec (inference-only options change the features); files, refiners: tasks.encodings keys
+        ctx.scratch = store.root / "features" / pkey / specs.stable_hash([cell.method.base.resolved()])
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         for refiner in cell.method.refiners:
             pretrained = refiner.entry.load().refine(pretrained, refiner.cfg, ctx)

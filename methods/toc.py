@@ -144,9 +144,10 @@ class TOCPretrained(Pretrained):
         return self.base.codes(modality, x)
 
     def sliced_from(self) -> tuple[Pretrained, torch.Tensor]:
-        """(base, kept columns): `encode` is the base's encoding at these columns, so encoding caches slice the
-        base's (tasks.encodings) instead of encoding again."""
-        return self.base, self.selection.index
+        """(base, kept columns): `encode` is the base's encoding at these columns (all of them, in order, when every
+        dim is kept), so encoding caches slice the base's (tasks.encodings) instead of encoding again."""
+        index = self.selection.index
+        return self.base, torch.arange(index.numel()) if index.numel() == self.base.dim else index
 
     def to(self, device: str) -> "TOCPretrained":
         self.base = self.base.to(device)

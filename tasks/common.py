@@ -1,7 +1,8 @@
 """Plumbing the downstream tasks share: direction labels and the frozen encoder's per-split feature cache.
 
-The encoder is frozen, so each (file, modality, split) is encoded exactly once per cell and kept in memory and
-in `ctx.scratch` (one `.npz` each, reused when a cell is resumed); heads then train on cached arrays.
+The encoder is frozen, so each (representation, file, modality, split) is encoded once and shared by every cell,
+task and direction that reads it (`tasks.encodings`: keyed by content, in `ctx.scratch` and in memory); heads then
+train on cached arrays.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import numpy as np
 
 from benchmark.atomic import atomic_open
 from benchmark.contracts import Pretrained, RunContext, UserError
+
+from . import encodings
+from .encodings import Encoded
 
 SHORT = {"audio": "A", "video": "V", "text": "T"}
 LONG = {v: k for k, v in SHORT.items()}
@@ -56,14 +60,8 @@ def sources(directions: Sequence[Direction]) -> dict[str, list[Direction]]:
     return grouped
 
 
-@dataclass
-class Encoded:
-    x: np.ndarray       # [N, T, D] float32: the frozen representation
-    valid: np.ndarray   # [N, T] bool: the raw frame was not all-zero padding (used by mean pooling)
-
-
 class FeatureCache:
-    """`pretrained.encode` of whole splits, batched, each computed once per cell (memory + ctx.scratch npz)."""
+    """`pretrained.encode` of whole splits, batched, each computed once (`tasks.encodings`: shared across cells)."""
 
     def __init__(self, pretrained: Pretrained, ctx: RunContext):
         if pretrained is None:
@@ -87,27 +85,36 @@ class FeatureCache:
             raise UserError(f"method '{self.pretrained.method}' has no {modality} encoder "
                             f"(it encodes {', '.join(supported)}); choose other directions")
         idx = np.arange(ff.n(modality), dtype=np.int64) if split == "all" else np.asarray(ff.split(split), np.int64)
-        path = self.ctx.scratch / f"features-{file}-{modality}-{split}.npz" if self.ctx.scratch else None
-        encoded = self._load(path, idx) if path is not None else None
+        source, columns = encodings.unslice(self.pretrained)
+        tag = encodings.refinement_tag(self.ctx) if columns is None else ""
+        path = encodings.path_for(self.ctx.scratch, ff, file, modality, split, tag)
+        shared = (str(path), encodings.split_tag(idx)) if path is not None else None
+        encoded = encodings.MEMORY.get(shared) if shared else None
         if encoded is None:
-            encoded = self._encode(ff, file, modality, split, idx)
-            if path is not None:
-                self._save(path, idx, encoded)
+            encoded = self._load(path, idx) if path is not None else None
+            if encoded is None:
+                encoded = self._encode(source, ff, file, modality, split, idx)
+                if path is not None:
+                    self._save(path, idx, encoded)
+            if shared:
+                encodings.MEMORY.put(shared, encoded)
+        if columns is not None:
+            encoded = encoded.columns(columns)
         self.memory[key] = encoded
         return encoded
 
-    def _encode(self, ff, file, modality, split, idx) -> Encoded:
+    def _encode(self, pretrained, ff, file, modality, split, idx) -> Encoded:
         xs, valids = [], []
         starts = range(0, len(idx), ENCODE_BATCH)
         for start in self.ctx.progress(starts, description=f"encode {file}/{modality}/{split}", total=len(starts)):
             chunk = idx[start:start + ENCODE_BATCH]
             raw = ff.read(modality, chunk)
-            by_clip = getattr(self.pretrained, "encode_clips", None)   # the oracle reads the clips' stored latents
-            out = by_clip(ff, modality, chunk) if by_clip is not None else self.pretrained.encode(modality, raw)
+            by_clip = getattr(pretrained, "encode_clips", None)   # the oracle reads the clips' stored latents
+            out = by_clip(ff, modality, chunk) if by_clip is not None else pretrained.encode(modality, raw)
             self.encode_calls += 1
             out = out.detach().cpu().float().numpy() if hasattr(out, "detach") else np.asarray(out, np.float32)
             if out.ndim != 3 or out.shape[0] != len(raw):
-                raise RuntimeError(f"{self.pretrained.method}.encode({modality}) returned shape {out.shape}, "
+                raise RuntimeError(f"{pretrained.method}.encode({modality}) returned shape {out.shape}, "
                                    f"expected [{len(raw)}, T, D]")
             valid = np.abs(raw.reshape(raw.shape[0], raw.shape[1], -1)).max(-1) > 0
             xs.append(out)

@@ -160,8 +160,9 @@ def test_features_are_encoded_once_and_reused_from_scratch(tiny_world, ctx):
     run("ave", encoder, tiny_world, ctx)
     calls = encoder.calls
     assert calls == 6           # (audio, video) x (train, val, test), one batch each
+    fingerprint = tiny_world.open("ave").fingerprint      # the file's content is part of the key
     assert sorted(p.name for p in ctx.scratch.glob("*.npz")) == sorted(
-        f"features-ave-{m}-{s}.npz" for m in ("audio", "video") for s in ("train", "val", "test"))
+        f"features-ave-{m}-{s}-{fingerprint}.npz" for m in ("audio", "video") for s in ("train", "val", "test"))
     run("ave", encoder, tiny_world, ctx, protocol="reference")
     assert encoder.calls == calls   # a second cell body on the same scratch re-encodes nothing
     assert "ave/video head" in descriptions and "ave/audio head" in descriptions
