@@ -15,17 +15,23 @@ PAPER_SHAPES = {"audio": (10, 128), "video": (10, 7, 7, 512), "text": (10, 768)}
 METHODS = ["cmcm", "dcid", "codis", "turn", "simmmdg", "fccid", "srcid"]
 
 
-def step_runner(name: str, batch_size: int = 80, scale: str = "default"):
+def step_runner(name: str, batch_size: int = 80, scale: str = "default", batch: dict | None = None,
+                options: dict | None = None):
+    """A closure running one training step of `name` (with `options`) on a fixed batch: uniform noise of
+    `batch_size` clips, or `batch` (`{modality: tensor, "labels": [B]}`, e.g. a corpus batch, whose text repeats
+    the class prompts)."""
     entry = registry.get("method", name)
     method = entry.load()
-    settings = method.settings({**entry.defaults(), "scale": scale})
-    shapes = PAPER_SHAPES if scale == "paper" else SHAPES
+    settings = method.settings({**entry.defaults(), "scale": scale, **(options or {})})
+    g = torch.Generator().manual_seed(0)
+    if batch is None:
+        shapes = PAPER_SHAPES if scale == "paper" else SHAPES
+        batch = {m: torch.rand(batch_size, *shape, generator=g) for m, shape in shapes.items()}
+        batch["labels"] = torch.randint(0, 10, (batch_size,), generator=g)
+    shapes = {m: tuple(v.shape[1:]) for m, v in batch.items() if m != "labels"}
     torch.manual_seed(0)
     model = method.build_model(shapes, settings).train()
-    g = torch.Generator().manual_seed(0)
-    batch = {m: torch.rand(batch_size, *shape, generator=g) for m, shape in shapes.items()}
-    if "labels" in settings:  # supervised SimMMDG reads clip classes
-        batch["labels"] = torch.randint(0, 10, (batch_size,), generator=g)
+    batch = {m: batch.get(m, batch["labels"]) for m in model.modalities}   # a label column: a supervised SimMMDG
     optimizer = adam(main_parameters(model), settings["lr"])
     estimators = model.estimators() if hasattr(model, "estimators") else {}
     fitter = EstimatorFitter(estimators, settings.get("mi_steps", 5), settings.get("mi_lr", 1e-3))
