@@ -279,4 +279,3 @@ def test_list_values_in_specs_parse_and_round_trip():
     assert again.canonical() == task.canonical() and again.component.cfg == task.component.cfg
     with pytest.raises(UserError):
         specs.parse_task("ave@lr_milestones=[5,10")
-
