@@ -48,7 +48,7 @@ def sinkhorn_assignments(scores: Tensor, eps: float = 0.05, iters: int = 3) -> T
     (`ot.sinkhorn`, float64); the plan is scaled by n so each row is a distribution. POT ends on the row update, so
     rows are exact and the prototype marginals are approximately uniform after `iters` iterations (SwAV uses 3).
     """
-    import ot   # POT takes ~1.5 s to import: only a CODIS pretraining pays it, not every registry validation
+    import ot   # POT is slow to import: only a CODIS pretraining pays for it, not every registry validation
     n, k = scores.shape
     s = scores.detach().to(torch.float64)
     a = torch.full((n,), 1.0 / n, dtype=torch.float64, device=s.device)
