@@ -268,9 +268,10 @@ def plot_activation_bars(activation: Mapping[str, Mapping[int, list[dict]]], pat
 
 
 def simplex_pages(per_method: Mapping[str, object], label: Callable[[str], str] = str) -> list[list[str]]:
-    """The pretrainings in drawing order (family by family), `PANELS` to a figure."""
+    """The pretrainings in drawing order (family by family), at most `PANELS` to a figure, pages evenly filled."""
     specs = _ordered(per_method, label)
-    return [specs[i:i + PANELS] for i in range(0, len(specs), PANELS)]
+    size = math.ceil(len(specs) / max(1, math.ceil(len(specs) / PANELS))) if specs else PANELS
+    return [specs[i:i + size] for i in range(0, len(specs), size)]
 
 
 def plot_activation_simplex(per_method: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: Path,
@@ -284,7 +285,7 @@ def plot_activation_simplex(per_method: Mapping[str, Sequence[Mapping[str, Seque
         raise UserError(f"{len(specs)} panels in one figure; at most {PANELS} (split with simplex_pages)")
     ncols = min(columns, len(specs))
     nrows = math.ceil(len(specs) / ncols)
-    fig = _figure(FIG_WIDTH / columns * ncols, FIG_WIDTH / columns * nrows + 0.7)
+    fig = _figure(FIG_WIDTH, FIG_WIDTH / columns * nrows + 0.7)     # the full width: the title fits any page
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in axes[len(specs):]:
         ax.axis("off")
@@ -346,7 +347,7 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
         raise UserError(f"table {bt.spec.name}: no row has an 'x' and an Avg. column to plot")
     others = [(pretty_label(row.label), bt.avg[i]) for i, row in enumerate(bt.spec.rows) if row.x is None and present(i)]
     ablation = len(others) >= 2
-    fig = _figure(9.2 if ablation else 5.4, 3.6)
+    fig = _figure(9.2 if ablation else 6.4, 3.9)
     axes = fig.subplots(1, 2 if ablation else 1, squeeze=False, width_ratios=[1.2, 1] if ablation else None)[0]
     ax = axes[0]
     ours = [(x, c) for x, c, _ in pts if c.summary is not None]
@@ -367,7 +368,8 @@ def plot_size_curve(bt, path: Path, x_label: str = "codebook size") -> Path:
     ax.minorticks_off()
     ax.set_xlabel(x_label)
     ax.set_ylabel("Avg. (%)")
-    ax.legend(fontsize=9)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3 if ablation else 2, fontsize=9,
+               frameon=False)
     if ablation:
         ab = axes[1]
         _with_ci(ab, list(range(len(others))), [c for _, c in others], lambda x: x + 0.12, marker="o",
