@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import spec as specs
 from .contracts import UserError
+from .locks import outside
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class WorldChoice:
                 raise UserError(f"--data '{self.data}' is not a directory (expected a folder of native .h5 files)")
             return open_world(root, scan_cache=Path(self.cache_root) / ".scanned", progress=progress)
         root = Path(self.cache_root) / f"{self.profile}-s{self.world_seed}"
-        if not generate and not (root / ".complete").exists():
-            return None
+        if not generate and (not (root / ".complete").exists() or outside(Path(self.cache_root), root)):
+            return None      # not generated yet (a world linked out of the store is replaced when generated)
         return open_world(ensure_world(self.profile, self.world_seed, self.cache_root, progress=progress),
                           scan_cache=Path(self.cache_root) / ".scanned", progress=progress)
 

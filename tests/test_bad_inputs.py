@@ -412,6 +412,8 @@ def test_links_planted_in_the_store_never_lead_outside(world, tmp_path, capsys):
     # 5. the world folder -> outside: the link is replaced by a generated world, the outside one untouched
     shutil.rmtree(store / "data" / "smoke-s0")
     (store / "data" / "smoke-s0").symlink_to(outside / "world")
+    code, err = cli(capsys, "grid", grid, "--results", store, "--profile", "smoke", "--dry-run")
+    assert code == 0 and (store / "data" / "smoke-s0").is_symlink(), err     # a dry run generates nothing
     code, err = cli(capsys, *run)
     assert code == 0, err
     assert not (store / "data" / "smoke-s0").is_symlink()
