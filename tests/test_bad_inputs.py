@@ -361,6 +361,20 @@ def test_a_warning_is_printed_once_also_in_spawned_workers(monkeypatch, capsys):
     store_mod.forget_warnings()
 
 
+def test_a_folder_that_cannot_be_removed_is_named(tmp_path, monkeypatch):
+    import errno
+
+    from benchmark.store import remove_tree
+
+    def refuse(path, *args, **kwargs):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    with pytest.raises(OSError, match=f"cannot remove {folder}"):
+        remove_tree(folder)
+
+
 # --------------------------------------------------------------------------- symlinks never lead out of the store
 def _snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + str(p.stat().st_mtime_ns)
