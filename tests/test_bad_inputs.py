@@ -348,6 +348,18 @@ def test_import_out_must_be_a_file(tmp_path, capsys):
     one_error(code, err, "is a directory")
 
 
+def test_a_corrupt_result_is_warned_about_once_under_the_pool(world, tmp_path, capfd):
+    """The parent finds it (not cached), the worker re-checks it under the cell lock: one warning line."""
+    run = ["run", "--method", "tinymethod", "--task", "tinytask", "--data", world, "--results", tmp_path, "-q",
+           "--threads", "1"]
+    assert cli_main([str(a) for a in run]) == 0
+    next(tmp_path.glob("cells/tinytask/tinymethod/*/result.json")).write_text("[1, 2, 3]")
+    capfd.readouterr()
+    store_mod.forget_warnings()
+    assert cli_main([str(a) for a in run + ["--executor", "pool", "--workers", "1"]]) == 0
+    assert capfd.readouterr().err.count("treated as missing (recomputed)") == 1
+
+
 def test_a_warning_is_printed_once_also_in_spawned_workers(monkeypatch, capsys):
     store_mod.forget_warnings()
     store_mod.warn("same thing")
