@@ -72,6 +72,27 @@ def distinct_rows(x: Tensor) -> DistinctRows | None:
 
 
 # --------------------------------------------------------------------------- CLUB
+class GroupedRows(NamedTuple):
+    """x rows with repeats, for the Gaussian likelihood: the distinct rows `[U, Dx]` and, per distinct row, its
+    number of rows `[U, 1]`, the mean `[U, Dy]` of their y and the sum of squared deviations from that mean `[U, Dy]`
+    (Σ_r (μ − y_r)² = n·(μ − ȳ)² + Σ_r (y_r − ȳ)²); `rows` in all."""
+
+    values: Tensor
+    count: Tensor
+    mean: Tensor
+    scatter: Tensor
+    rows: int
+
+    @staticmethod
+    def of(rows: DistinctRows, y: Tensor) -> "GroupedRows":
+        y = y.detach().reshape(-1, y.shape[-1])
+        u = rows.values.shape[0]
+        count = torch.bincount(rows.inverse, minlength=u).to(y.dtype).unsqueeze(-1)
+        mean = y.new_zeros(u, y.shape[-1]).index_add_(0, rows.inverse, y) / count
+        scatter = y.new_zeros(u, y.shape[-1]).index_add_(0, rows.inverse, (y - mean[rows.inverse]) ** 2)
+        return GroupedRows(rows.values, count, mean, scatter, y.shape[0])
+
+
 class CLUB(nn.Module):
     """Gaussian variational q(y|x); μ and logvar nets x→h→h→h→y (logvar ends in tanh, as coded)."""
 
@@ -83,29 +104,31 @@ class CLUB(nn.Module):
         self.mu = mlp([x_dim, hidden, hidden, hidden, y_dim])
         self.logvar = mlp([x_dim, hidden, hidden, hidden, y_dim], nn.Tanh())
 
-    def log_likelihood(self, x: Tensor | DistinctRows, y: Tensor) -> Tensor:
+    def log_likelihood(self, x: Tensor | GroupedRows, y: Tensor | None) -> Tensor:
         """½·mean over samples of Σ_d [−(μ−y)²/σ² − log σ²] (the Gaussian log-likelihood up to a constant).
 
-        With `DistinctRows` the nets run once per distinct x and their outputs are gathered back to every row:
-        the same function (and gradient) of the weights, at U/N of the cost of the nets."""
-        if isinstance(x, DistinctRows):
-            mu, logvar = self.mu(x.values)[x.inverse], self.logvar(x.values)[x.inverse]
-            y = y.reshape(-1, y.shape[-1])
-        else:
-            mu, logvar = self.mu(x), self.logvar(x)
+        With `GroupedRows` (y then unused) the nets and every elementwise term run once per distinct x, on its
+        rows' count, mean and squared deviations: the same function (and gradient) of the weights, at U/N of the
+        cost."""
+        if isinstance(x, GroupedRows):
+            mu, logvar = self.mu(x.values), self.logvar(x.values)
+            squares = x.count * (mu - x.mean) ** 2 + x.scatter
+            return -(squares / logvar.exp() + x.count * logvar).sum() / (2 * x.rows)
+        mu, logvar = self.mu(x), self.logvar(x)
         return (-(mu - y) ** 2 / logvar.exp() - logvar).sum(-1).mean() / 2
 
-    def learning_loss(self, x: Tensor | DistinctRows, y: Tensor) -> Tensor:
+    def learning_loss(self, x: Tensor | GroupedRows, y: Tensor | None) -> Tensor:
         """What the estimator's own optimiser minimises (negative log-likelihood)."""
         return -self.log_likelihood(x, y)
 
-    def fit_inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor | DistinctRows, Tensor]:
+    def fit_inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor | GroupedRows, Tensor | None]:
         """(x, y) as the fitting loop should pass them to `learning_loss` for its several steps on one batch: x as
-        its distinct rows when codes repeat (DCID/SRCID fit on quantized codes: ~100-500 distinct of 1280 rows)."""
+        its distinct rows with their y statistics when codes repeat (DCID/SRCID fit on quantized codes: ~100-500
+        distinct of 1280 rows)."""
         rows = distinct_rows(x)
         if rows is None or rows.values.shape[0] > self.DISTINCT_BELOW * rows.inverse.shape[0]:
             return x, y
-        return rows, y
+        return GroupedRows.of(rows, y), None
 
     def mi_upper_bound(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """vCLUB estimate (seed-000 paper Eq. 20, one shuffled negative per sample): x `[B, (T,) Dx]`, y `[B, (T,) Dy]`.
