@@ -108,6 +108,7 @@ FILE_BOUNDS = _table(
 
 # counts on the command line
 CLI_BOUNDS = _table(
+    Bound("seeds", 1_000, "seeds of one run (--seeds, a grid's seeds); each is a copy of every cell"),
     Bound("workers", 256, "worker processes"),
     Bound("threads", 1_024, "torch threads per process"),
 )

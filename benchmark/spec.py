@@ -252,6 +252,9 @@ def check_seeds(seeds: Any, where: str = "--seeds") -> list[int]:
         out.append(int(seed))
     if not out:
         raise UserError(f"{where}: no seeds given")
+    top = bounds.limit("seeds", bounds.CLI_BOUNDS)
+    if len(out) > top:
+        raise UserError(f"{where}: {len(out)} seeds, at most {top} ({bounds.CLI_BOUNDS['seeds'].why})")
     return out
 
 

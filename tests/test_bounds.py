@@ -123,6 +123,14 @@ def test_file_class_bound(tmp_path):
         FeatureFile(path)
 
 
+def test_seed_count_bound():
+    from benchmark.spec import check_seeds
+    top = bounds.CLI_BOUNDS["seeds"].limit
+    assert len(check_seeds(range(top))) == top
+    with pytest.raises(UserError, match=f"{top + 1} seeds, at most {top}"):
+        check_seeds(range(top + 1))
+
+
 @pytest.mark.parametrize("name, flag", [("workers", "--workers"), ("threads", "--threads")])
 def test_cli_count_bounds(name, flag):
     from benchmark import api
