@@ -171,7 +171,7 @@ class TextFrontEnd(nn.Module):
 def once_per_distinct_clip(fn, x: Tensor) -> Tensor:
     """fn(x) for `[B, ...]` clips, with fn run once per distinct clip and its outputs gathered back to every clip.
 
-    Why: the pretraining corpus gives every clip of a class the class prompt, so a batch of 128 holds ~40 % repeated
+    Why: the pretraining corpus gives every clip of a class the class prompt, so a batch repeats many of its
     sentences; gathering the BiLSTM's outputs is the same function (and, through the gather's backward, the same
     gradient) at the cost of the distinct clips. Inputs that need a gradient, or with no repeat, go through whole."""
     rows = None if x.requires_grad or x.shape[0] < 2 else distinct_rows(x.reshape(x.shape[0], -1))
