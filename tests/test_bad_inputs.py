@@ -227,6 +227,23 @@ def test_import_ave_with_a_zero_width_array(tmp_path, capsys):
     assert not (tmp_path / "ave.h5").exists()
 
 
+def test_import_refuses_a_zip_member_larger_than_a_clip_before_decompressing(tmp_path, capsys, monkeypatch):
+    import pickle
+    import zipfile
+
+    from benchmark import bounds
+    monkeypatch.setitem(bounds.FILE_BOUNDS, "values_per_clip", bounds.Bound("values_per_clip", 1000, "test"))
+    (tmp_path / "audio").mkdir()
+    for i, size in enumerate((400, 2**21)):   # the second clip: 2 MB of zeros, a few KB compressed
+        with zipfile.ZipFile(tmp_path / "audio" / f"v{i}.zip", "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(f"v{i}.pkl", pickle.dumps(np.zeros((size // 40, 10), np.float32)))
+    (tmp_path / "meta.csv").write_text("category,video_id\na,v0\nb,v1\n")
+    code, err = cli(capsys, "data", "import", "cmg", "--csv", tmp_path / "meta.csv", "--audio", tmp_path / "audio",
+                    "--out", tmp_path / "out.h5", "-q")
+    one_error(code, err, "bytes uncompressed, at most")
+    assert not (tmp_path / "out.h5").exists()
+
+
 @pytest.mark.parametrize("case", sorted(TABLES))
 def test_bad_table_yaml(case, tmp_path, capsys):
     extra, method, task, needle = TABLES[case]

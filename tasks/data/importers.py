@@ -249,6 +249,17 @@ def load_array_pickle(raw: bytes):
     return ArrayUnpickler(io.BytesIO(raw)).load()
 
 
+def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
+    """One clip's bytes, refused before decompression when the zip declares more than a clip may hold (a zip
+    bomb would otherwise fill the memory): at most `values_per_clip` float64 values plus 1 MB of pickle."""
+    from benchmark import bounds
+    most = bounds.limit("values_per_clip", bounds.FILE_BOUNDS) * 8 + 2**20
+    size = archive.getinfo(member).file_size
+    if size > most:
+        raise UserError(f"{archive.filename}:{member}: {size} bytes uncompressed, at most {most} for one clip")
+    return archive.read(member)
+
+
 class PickleZips:
     """Per-clip feature arrays: a folder of `<id>.zip` (each holding one pickled array) or one `.zip` of `<id>.pkl`.
 
@@ -289,13 +300,13 @@ class PickleZips:
             raise UserError(f"{self.path}: no {self.modality} features for clip '{key}'")
         try:
             if self._zip is not None:
-                raw, label = self._zip.read(where), f"{self.path}:{where}"
+                raw, label = _read_member(self._zip, where), f"{self.path}:{where}"
             else:
                 with zipfile.ZipFile(where) as z:
                     members = [m for m in z.namelist() if not m.endswith("/")]
                     if len(members) != 1:
                         raise UserError(f"{where}: expected one pickled array, found {len(members)} members")
-                    raw, label = z.read(members[0]), f"{where}:{members[0]}"
+                    raw, label = _read_member(z, members[0]), f"{where}:{members[0]}"
             if raw[:6] == b"\x93NUMPY":   # a .npy member
                 array = np.load(io.BytesIO(raw), allow_pickle=False)
             else:
