@@ -62,7 +62,8 @@ def _latex_cell(t: CellText) -> str:
         body = r"\textit{missing}"
     else:
         mean = rf"\textbf{{{t.mean}}}" if t.bold else t.mean
-        body = f"{mean}{latex_escape(t.flag)}" + (f" $\\pm$ {t.pm}" if t.pm else "") + (f"$^{{{t.n_mark}}}$" if t.n_mark else "")
+        body = f"{mean}{latex_escape(t.flag)}" + (f" $\\pm$ {t.pm}" if t.pm else "") + (
+            f"$^{{{t.n_mark}}}$" if t.n_mark else "")
     return body + (rf" {{\scriptsize({latex_escape(t.paper)})}}" if t.paper else "")
 
 

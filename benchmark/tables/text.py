@@ -49,7 +49,8 @@ class CellText:
 
 UNCONVERGED_MARK = "†"
 BELOW_FLOOR_MARK = "↓"
-SMOKE_BANNER = "SMOKE: a toy world and a seconds-long budget; these numbers test the plumbing only, they are not results."
+SMOKE_BANNER = ("SMOKE: a toy world and a seconds-long budget; these numbers test the plumbing only, they are not "
+                "results.")
 
 
 def is_smoke(world: str | None) -> bool:
