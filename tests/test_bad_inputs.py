@@ -244,6 +244,19 @@ def test_import_refuses_a_zip_member_larger_than_a_clip_before_decompressing(tmp
     assert not (tmp_path / "out.h5").exists()
 
 
+def test_import_refuses_a_source_with_external_storage(tmp_path, capsys):
+    raw = tmp_path / "secret.bin"
+    raw.write_bytes(bytes(4 * 10 * 8 * 4))
+    with h5py.File(tmp_path / "audio_feature.h5", "w") as f:
+        f.create_dataset("avadataset", shape=(4, 10, 8), dtype="f4", external=[(str(raw), 0, 4 * 10 * 8 * 4)])
+    for name in ("visual_feature", "labels"):
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f["avadataset"] = np.zeros((4, 10, 8), "f4")
+    code, err = cli(capsys, "data", "import", "ave", tmp_path, "--out", tmp_path / "ave.h5", "-q")
+    one_error(code, err, "external storage")
+    assert not (tmp_path / "ave.h5").exists()
+
+
 @pytest.mark.parametrize("case", sorted(TABLES))
 def test_bad_table_yaml(case, tmp_path, capsys):
     extra, method, task, needle = TABLES[case]

@@ -46,9 +46,15 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def _h5_key(f: h5py.File, path: Path, key: str) -> h5py.Dataset:
+    """The dataset `key`, stored in this file (external or virtual storage would copy other local files into
+    the features) and of a shape the native format can hold."""
     if key not in f:
         raise UserError(f"{path}: missing key '{key}' (found: {', '.join(f.keys()) or 'nothing'})")
-    return f[key]
+    ds = f[key]
+    if isinstance(ds, h5py.Dataset) and (ds.is_virtual or ds.external):
+        raise UserError(f"{path}: {key}: {'virtual' if ds.is_virtual else 'external'} storage (data kept in other "
+                        f"files) is not accepted; copy the data into this file")
+    return ds
 
 
 def fix_length(x: np.ndarray, seconds: int) -> np.ndarray:
