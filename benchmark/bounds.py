@@ -104,6 +104,7 @@ FILE_BOUNDS = _table(
     Bound("values_per_clip", 2**26, "values of one clip (T x ... x D); 256 MB as float32"),
     Bound("classes", 100_000, "classes (labels' last axis minus background)"),
     Bound("pairs", 100_000_000, "retrieval pairs"),
+    Bound("heatmap_codes", 8_192, "codes of a TOC heatmap: two L x L cosine matrices"),
 )
 
 # counts on the command line

@@ -113,6 +113,16 @@ def test_every_file_bound_refuses_the_declared_shape_before_reading(name, shape,
         FeatureFile(path)
 
 
+def test_heatmap_code_bound(tmp_path):
+    from benchmark.commands.plot import load_codebook
+    top = bounds.FILE_BOUNDS["heatmap_codes"].limit
+    np.save(tmp_path / "ok.npy", np.ones((top, 2), np.float32))
+    assert load_codebook(str(tmp_path / "ok.npy"))[1].shape == (top, 2)
+    np.save(tmp_path / "big.npy", np.ones((top + 1, 2), np.float32))
+    with pytest.raises(UserError, match=f"{top + 1} codes, at most {top}"):
+        load_codebook(str(tmp_path / "big.npy"))
+
+
 def test_file_class_bound(tmp_path):
     from tasks.data import FeatureFile
     path = _file(tmp_path, (2, 10, 4))

@@ -35,9 +35,12 @@ def load_codebook(path: str, key: str | None = None):
     `key` picks an entry; without it a file's only 2-D array is used, or else its first codebook-named one, so a
     pretraining's model.pt works as it is."""
     import numpy as np
+    from .. import bounds
     file = Path(path)
     if not file.is_file():
         raise UserError(f"--codebook '{path}' does not exist")
+    if file.stat().st_size > bounds.MEMORY_FRACTION * bounds.available_bytes():   # read whole below
+        raise UserError(f"--codebook '{path}' is {bounds.gib(file.stat().st_size)}, more than the memory available")
     suffix = file.suffix.lower()
     try:
         if suffix == ".npy":
@@ -77,6 +80,10 @@ def load_codebook(path: str, key: str | None = None):
     key = None if key is None else str(key)
     if array.ndim != 2 or array.shape[0] < 2:
         raise UserError(f"--codebook '{path}': expected a 2-D [L, D] codebook with L >= 2, got shape {array.shape}")
+    top = bounds.limit("heatmap_codes", bounds.FILE_BOUNDS)
+    if array.shape[0] > top:
+        raise UserError(f"--codebook '{path}': {array.shape[0]} codes, at most {top} "
+                        f"({bounds.FILE_BOUNDS['heatmap_codes'].why})")
     if not np.isfinite(array).all():
         raise UserError(f"--codebook '{path}' contains NaN or infinite values")
     return key, array
