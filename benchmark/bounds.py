@@ -105,6 +105,7 @@ FILE_BOUNDS = _table(
     Bound("classes", 100_000, "classes (labels' last axis minus background)"),
     Bound("pairs", 100_000_000, "retrieval pairs"),
     Bound("heatmap_codes", 8_192, "codes of a TOC heatmap: two L x L cosine matrices"),
+    Bound("result_bytes", 64 * 2**20, "a cell's result.json (metrics and diagnostics; samples go to samples.npz)"),
 )
 
 # counts on the command line

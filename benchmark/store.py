@@ -129,8 +129,12 @@ def accelerator_info() -> dict:
 
 
 def read_result(path: Path) -> tuple[CellResult | None, str | None]:
-    """(result, None) for a valid result.json, (None, reason) for a missing, unreadable or foreign one."""
+    """(result, None) for a valid result.json, (None, reason) for a missing, unreadable, oversized or foreign one."""
+    from . import bounds
     try:
+        size, top = path.stat().st_size, bounds.limit("result_bytes", bounds.FILE_BOUNDS)
+        if size > top:
+            return None, f"{size} bytes, at most {top} ({bounds.FILE_BOUNDS['result_bytes'].why})"
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return None, None

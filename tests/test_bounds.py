@@ -123,6 +123,15 @@ def test_heatmap_code_bound(tmp_path):
         load_codebook(str(tmp_path / "big.npy"))
 
 
+def test_result_file_bound(tmp_path, monkeypatch):
+    from benchmark.store import read_result
+    monkeypatch.setitem(bounds.FILE_BOUNDS, "result_bytes", bounds.Bound("result_bytes", 10, "test"))
+    (tmp_path / "result.json").write_text('{"a": 1}')           # 8 bytes: read (and found foreign)
+    assert "at most" not in (read_result(tmp_path / "result.json")[1] or "")
+    (tmp_path / "result.json").write_text('{"a": 12345}')       # 12 bytes: not read, counts as missing
+    assert read_result(tmp_path / "result.json") == (None, "12 bytes, at most 10 (test)")
+
+
 def test_file_class_bound(tmp_path):
     from tasks.data import FeatureFile
     path = _file(tmp_path, (2, 10, 4))
