@@ -23,7 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 METHODS = ["codis", "turn", "cmcm", "simmmdg", "dcid", "fccid", "srcid"]
-OPTIONS = {"simmmdg": {"labels": "clip"}}          # as it pretrains on a corpus with clip classes
+# SimMMDG as it pretrains on a corpus with clip classes; SRCID with its second layer on (it joins after warm-up)
+OPTIONS = {"simmmdg": {"labels": "clip"}, "srcid": {"warm_epoch": 0}}
 ISA_ENV = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
            "native": {}}
 
