@@ -50,7 +50,7 @@ class Estimator:
     def epoch(self, key: str, method: str, done: int, total: int, seconds: float) -> None:
         self.epoch_s.setdefault(method, []).append(seconds)
         self.counted.add(key)
-        self.pretrainings[key] = {"method": method, "left": max(0, total - done)}
+        self.pretrainings[key] = {"method": method, "left": max(0, total - done), "at": self.clock()}
         self._update()
 
     def pretraining_done(self, key: str) -> None:
@@ -123,9 +123,13 @@ class Estimator:
         return f"eta {'' if exact else '≥'}{_hms(seconds)}"
 
     def pretraining_left(self, key: str) -> float | None:
+        """Seconds a pretraining has left, counting down since its last epoch (never below its last epoch)."""
         info = self.pretrainings.get(key)
         per_epoch = None if info is None else self._cost(self.epoch_s, info["method"])
-        return None if per_epoch is None else info["left"] * per_epoch
+        if per_epoch is None:
+            return None
+        running = min(per_epoch, self.clock() - info["at"]) if "at" in info and info["left"] else 0.0
+        return info["left"] * per_epoch - running
 
 
 def _hms(seconds: float) -> str:

@@ -79,6 +79,8 @@ def test_a_running_pretraining_is_one_line_with_epoch_and_seconds_per_epoch():
     assert lines == ["  pretrain dcid seed 0 · epoch 3/32 · 4.2 s/epoch"]
     text = render(ui.progress)
     assert "epoch 3/32" in text and "left 0:02:03" in text and "eta ≥0:02:03" in text   # 29 epochs × 4.25 s
+    clock.now += 3.0                         # the line counts down between epochs, like the ETA
+    assert "left 0:02:00" in render(ui.progress) and "eta ≥0:02:00" in render(ui.progress)
     ui.event(7, "pretrain_end", {"key": "k"})
     assert [t for t in ui.progress.tasks if t.fields.get("kind") == "pretrain"] == []
 
