@@ -55,6 +55,13 @@ def chain_dir(store: Store, method: str, corpus_fingerprint: str, seed: int) -> 
     return store.root / "pretrain" / spec.base.name / f"chain-{ident}"
 
 
+def _schedule_depends_on_epochs(spec: specs.MethodSpec) -> bool:
+    """Whether a run of this spec is NOT a prefix of a longer one (its method says so from its settings)."""
+    method = spec.base.entry.load()
+    check = getattr(method, "schedule_depends_on_epochs", None)
+    return bool(check and check(method.settings(spec.base.cfg)))
+
+
 def run_chain(method: str, budgets: Sequence[int], seed: int, world, store: Store, ctx) -> list[dict]:
     """Pretrain `method` once up to max(budgets), caching the pretraining at every budget on the way."""
     corpus = world.corpus()
@@ -63,7 +70,10 @@ def run_chain(method: str, budgets: Sequence[int], seed: int, world, store: Stor
     for budget in sorted(set(budgets)):
         spec = specs.parse_method(with_epochs(method, budget))
         ctx.notes = {}
-        _, key = pretraining.get_pretrained(runner.Cell(spec, None, seed), world, store, ctx, checkpoints=shared)
+        checkpoints = shared
+        if _schedule_depends_on_epochs(spec):     # e.g. SRCID's warm start at a share of the budget
+            checkpoints = chain_dir(store, with_epochs(method, budget), corpus.fingerprint, seed) / "checkpoints"
+        _, key = pretraining.get_pretrained(runner.Cell(spec, None, seed), world, store, ctx, checkpoints=checkpoints)
         rows.append({"method": method, "epochs": budget, "seed": seed, "key": key,
                      "status": "trained" if "pretrain_s" in ctx.notes else "cached"})
     return rows

@@ -119,6 +119,14 @@ def test_budget_chain_equals_fresh_runs(tmp_path):
     assert a.history == b.history or [h["total"] for h in a.history] == [h["total"] for h in b.history]
 
 
+def test_budget_chains_train_each_budget_alone_when_the_schedule_follows_the_budget():
+    """SRCID's warm start is a share of the budget, so its 2-epoch run is no prefix of its 4-epoch run: the study
+    gives each budget its own checkpoints; a fixed warm start (or DCID) shares one chain."""
+    dep = lambda m: budget._schedule_depends_on_epochs(specs.parse_method(m))
+    assert dep("srcid@epochs=4") and not dep("srcid@epochs=4,warm_epoch=1") and not dep("dcid@epochs=4")
+    assert not dep("cca")
+
+
 def test_with_epochs_places_the_budget_on_the_base_method():
     assert budget.with_epochs("dcid", 8) == "dcid@epochs=8"
     assert budget.with_epochs("dcid@quantizer=rvq", 8) == "dcid@quantizer=rvq,epochs=8"
