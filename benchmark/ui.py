@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
                            TimeElapsedColumn)
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from .results import CellResult
@@ -141,8 +141,8 @@ class _EtaColumn(ProgressColumn):
     """The cells bar shows the run's ETA, a pretraining line the time its own epochs have left, an inner bar
     rich's own estimate."""
 
-    def __init__(self, estimator: Estimator):
-        super().__init__()
+    def __init__(self, estimator: Estimator, table_column=None):
+        super().__init__(table_column=table_column)
         self.estimator = estimator
 
     def render(self, task) -> Text:
@@ -171,9 +171,14 @@ class CellProgress:
         self.progress = None
         self.task = None
         if not quiet:
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), _EtaColumn(self.estimator),
-                                     console=err_console, transient=False, refresh_per_second=4)
+            # on a narrow terminal the description gives way (ellipsis), never the counts and times
+            described = TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True,
+                                                                             overflow="ellipsis", min_width=12))
+            self.progress = Progress(SpinnerColumn(), described, BarColumn(bar_width=16),
+                                     MofNCompleteColumn(table_column=Column(no_wrap=True)),
+                                     TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+                                     _EtaColumn(self.estimator, table_column=Column(no_wrap=True, min_width=12)),
+                                     console=err_console, transient=False, refresh_per_second=4, expand=True)
             if total is not None:
                 self.task = self.progress.add_task(self._describe(""), total=total, kind="cells")
 
@@ -218,8 +223,8 @@ class CellProgress:
         if not self.progress:
             return
         epochs = run.get("epochs")
-        text = (f"  pretrain {run['label']} · epoch {run['done']}/{epochs if epochs else '?'}"
-                + (f" · {run['seconds']:.1f} s/epoch" if "seconds" in run else ""))
+        text = (f"  epoch {run['done']}/{epochs if epochs else '?'}"   # first: a narrow terminal cuts the end
+                + (f" · {run['seconds']:.1f} s/epoch" if "seconds" in run else "") + f" · pretrain {run['label']}")
         if "task" not in run:
             run["task"] = self.progress.add_task(text, total=epochs, kind="pretrain", key=run["key"])
         self.progress.update(run["task"], description=text, completed=run["done"], total=epochs)

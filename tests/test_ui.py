@@ -76,7 +76,7 @@ def test_a_running_pretraining_is_one_line_with_epoch_and_seconds_per_epoch():
     ui.event(7, "pretrain_start", {"key": "k", "label": "dcid seed 0", "method": "dcid", "epochs": 32})
     ui.event(7, "epoch", {"done": 3, "total": 32, "seconds": 4.25})
     lines = [t.description for t in ui.progress.tasks if t.fields.get("kind") == "pretrain"]
-    assert lines == ["  pretrain dcid seed 0 · epoch 3/32 · 4.2 s/epoch"]
+    assert lines == ["  epoch 3/32 · 4.2 s/epoch · pretrain dcid seed 0"]
     text = render(ui.progress)
     assert "epoch 3/32" in text and "left 0:02:03" in text and "eta ≥0:02:03" in text   # 29 epochs × 4.25 s
     clock.now += 3.0                         # the line counts down between epochs, like the ETA
@@ -106,3 +106,16 @@ def test_a_cell_renders_alike_fresh_or_from_the_cache():
     assert rows == ["A->V", "V->A", "A->A"]
     assert direction_order(["V->V", "A->T", "V-and-T", "A->A"]) == ["A->T", "V-and-T", "A->A", "V->V"]
     assert metric_order(["R@10", "mean_r", "R@5", "R@1"], "mean_r") == ["mean_r", "R@1", "R@5", "R@10"]
+
+
+def test_at_80_columns_the_description_gives_way_never_the_times():
+    ui = CellProgress(10, clock=Clock())
+    ui.start(SimpleNamespace(label="dcid@quantizer=rvq,levels=3,epochs=16+toc × ave@protocol=reference × seed 2"))
+    ui.event(1, "pretrain_start", {"key": "k", "label": "dcid@quantizer=rvq,levels=3,epochs=16 seed 2",
+                                   "method": "dcid", "epochs": 16})
+    ui.event(1, "epoch", {"done": 3, "total": 16, "seconds": 61.0})
+    lines = render(ui.progress, width=80).splitlines()
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
+    assert lines[0].rstrip().endswith("0/10 0:00:00 eta 0:13:13")          # 13 epochs × 61 s, whole
+    assert lines[1].rstrip().endswith("3/16 0:00:00 left 0:13:13") and "…" in lines[1]   # the label gave way
+    assert "epoch 3/16 · 61.0 s/epoch" in lines[1]
