@@ -119,6 +119,15 @@ def test_fused_code_assignment_matches_the_ops_it_replaces():
     assert type(probs["audio"].grad_fn).__name__ == "FixedCodebookAssignmentBackward"
 
 
+def test_step_compare_refuses_a_wrong_tree_in_one_line(tmp_path):
+    import subprocess
+    script = Path(__file__).parent / "benchmarks" / "step_compare.py"
+    out = subprocess.run([sys.executable, str(script), "--old", str(tmp_path), "--world", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [f"error: --old/--new {tmp_path} is not a unibench tree (no methods/trainer.py)"]
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--record"] or not set(sys.argv[2:]) <= set(CASES):
         sys.exit(f"usage: python tests/test_step_equivalence.py --record [CASE ...]   (re-records the pinned values "

@@ -74,11 +74,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker[0], args.worker[1], int(args.worker[2]))
-    for tree in (args.old, args.new):
-        if not (Path(tree) / "methods" / "trainer.py").is_file():
-            sys.exit(f"error: {tree} is not a unibench tree (no methods/trainer.py)")
+    problems = [f"--old/--new {tree} is not a unibench tree (no methods/trainer.py)" for tree in (args.old, args.new)
+                if not (Path(tree) / "methods" / "trainer.py").is_file()]
     if not (Path(args.world) / "pretrain.h5").is_file():
-        sys.exit(f"error: {args.world} has no pretrain.h5")
+        problems.append(f"--world {args.world} has no pretrain.h5 (e.g. results/data/default-s0)")
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        sys.exit(2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **ISA_ENV[args.isa]}
     trees = {"old": args.old, "new": args.new}
     procs = {k: subprocess.Popen([sys.executable, str(HERE), "--old", "-", "--world", args.world,
