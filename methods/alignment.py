@@ -62,21 +62,24 @@ class FixedCodebookAssignment(torch.autograd.Function):
         flat = z.reshape(-1, z.shape[-1])
         d2 = torch.addmm(codebook.pow(2).sum(-1), flat, codebook.t(), alpha=-2.0)
         d2.add_(flat.pow(2).sum(-1, keepdim=True))
-        clamped = d2 < 1e-12
-        dist = d2.clamp_min_(1e-12).sqrt_()
-        probs = torch.softmax(dist * -scale, -1)
-        ctx.save_for_backward(flat, codebook, dist, probs, clamped if bool(clamped.any()) else None)
+        clamped = (d2 < 1e-12) if float(d2.min()) < 1e-12 else None         # a mask only when some are
+        logits = d2.clamp_min_(1e-12).sqrt_().mul_(-scale)                   # −s·‖z − e‖
+        probs = torch.softmax(logits, -1)
+        ctx.save_for_backward(flat, codebook, logits, probs, clamped)
         ctx.shape, ctx.scale = z.shape, scale
         return probs.view(*z.shape[:2], -1).mean(1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        flat, codebook, dist, probs, clamped = ctx.saved_tensors
+        flat, codebook, logits, probs, clamped = ctx.saved_tensors
         b, t = ctx.shape[0], ctx.shape[1]
-        per_step = (grad / t).unsqueeze(1)                                   # mean over T
+        if ctx.scale == 0:                                                     # logits do not depend on z
+            return torch.zeros(ctx.shape, dtype=flat.dtype, device=flat.device), None, None
+        # mean over T, and ∂(−s·sqrt d²)/∂d² = −s / (2‖z − e‖) = s² / (2·logit), folded into the [B, L] gradient
+        per_step = (grad * (0.5 * ctx.scale ** 2 / t)).unsqueeze(-1)          # [B, L, 1]
         p = probs.view(b, t, -1)
-        g = (per_step - (p * per_step).sum(-1, keepdim=True)).mul_(p)       # softmax backward
-        g = g.view_as(dist).mul_(-0.5 * ctx.scale).div_(dist)                # ∂/∂‖z − e‖² through −s·sqrt
+        g = (per_step.transpose(1, 2) - torch.bmm(p, per_step)).mul_(p)       # softmax backward, [B, T, L]
+        g = g.view_as(logits).div_(logits)                                     # ∂L/∂‖z − e‖²
         if clamped is not None:
             g.masked_fill_(clamped, 0.0)
         dz = torch.addmm(flat * g.sum(-1, keepdim=True), g, codebook, alpha=-1.0).mul_(2.0)

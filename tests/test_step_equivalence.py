@@ -105,15 +105,16 @@ def test_fused_code_assignment_matches_the_ops_it_replaces():
     z = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
     z[0, 0] = codebook[2]                                   # a zero distance: clamped, no gradient through it
     weights = torch.randn(4, 7, generator=g, dtype=torch.float64)
-    grads = []
-    for fn in (lambda v: soft_code_assignment(distance_logits(v, codebook) * 2.0),
-               lambda v: FixedCodebookAssignment.apply(v, codebook, 2.0)):
-        v = z.clone().requires_grad_()
-        p = fn(v)
-        (p * weights).sum().backward()
-        grads.append((p.detach(), v.grad))
-    for want, got in zip(*grads):
-        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    for scale in (2.0, 0.0):                                # 0: uniform assignments, no gradient
+        grads = []
+        for fn in (lambda v: soft_code_assignment(distance_logits(v, codebook) * scale),
+                   lambda v: FixedCodebookAssignment.apply(v, codebook, scale)):
+            v = z.clone().requires_grad_()
+            p = fn(v)
+            (p * weights).sum().backward()
+            grads.append((p.detach(), v.grad))
+        for want, got in zip(*grads):
+            assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
     quantizer = MultiModalEMAQuantizer(["audio", "video"], 7, 5)
     probs = code_distributions(quantizer, {"audio": z.float().requires_grad_()})
     assert type(probs["audio"].grad_fn).__name__ == "FixedCodebookAssignmentBackward"
