@@ -26,7 +26,7 @@ install: $(STAMP)
 # (pyproject's addopts already give -q; a second -q would hide the counts line; -rs names every skip's reason)
 test: $(STAMP)
 	$(PYTHON) -m pytest tests -x -rs -m "not slow"
-	ONEDNN_MAX_CPU_ISA=AVX2 $(PYTHON) -m pytest tests/test_precision.py -x -rs -m "not slow"
+	ONEDNN_MAX_CPU_ISA=AVX2 $(PYTHON) -m pytest tests/methods/test_precision.py -x -rs -m "not slow"
 
 # one cell list, one progress display: the main grid (3 seeds) + the TOC criterion grid + the retraining ablations
 bench: $(STAMP)

@@ -7,7 +7,15 @@ So the identity map is a perfect encoder, and an encoder returning noise carries
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+# tests are grouped by layer (benchmark/, methods/, tasks/, data/, e2e/); the shared helpers (contract_checks, this
+# conftest) and a few test modules are imported by name from other folders, so every folder is importable
+_TESTS = Path(__file__).resolve().parent
+for _folder in (_TESTS, *(p for p in sorted(_TESTS.iterdir()) if p.is_dir() and p.name not in ("fixtures",))):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 import h5py
 import numpy as np

@@ -15,7 +15,7 @@ from benchmark import spec
 from benchmark.contracts import UserError
 from benchmark.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def cli(*args, cwd=ROOT, timeout=300):

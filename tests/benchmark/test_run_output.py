@@ -15,7 +15,7 @@ from benchmark import store as store_module
 from benchmark.results import CellResult
 from benchmark.ui import seeds_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def render(table) -> str:

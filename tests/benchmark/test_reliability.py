@@ -28,7 +28,7 @@ from benchmark.__main__ import main as cli_main
 from benchmark.contracts import UserError
 from benchmark.world import WorldChoice
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 BIG = "9" * 5000
 
 

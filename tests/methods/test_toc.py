@@ -13,7 +13,7 @@ from benchmark import registry, spec
 from benchmark.contracts import Pretrained, RunContext, UserError
 from methods.toc import (TOC, inter_code_similarity, inter_code_variance, select_dims, toc_scores)
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT = {"q": 2, "lam": 0.3, "criterion": "both", "max": 1, "min": 0}
 
 

@@ -14,7 +14,7 @@ import pytest
 from benchmark import spec
 from benchmark.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(scope="module")

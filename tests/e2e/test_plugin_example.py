@@ -15,7 +15,7 @@ import pytest
 
 from benchmark import registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PLUGIN = ROOT / "examples" / "linear_vq_plugin"
 CARDS = PLUGIN / "unibench_linear_vq"
 

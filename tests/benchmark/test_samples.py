@@ -17,7 +17,7 @@ from benchmark.store import Store
 from conftest import perfect_encoder, random_encoder
 from test_tasks import FAST, run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture

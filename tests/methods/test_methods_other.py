@@ -25,7 +25,7 @@ from methods.turn import ConcatCodebooks
 
 from contract_checks import paired_corpus, smoke_pretrain
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def pretrain(name: str, over: dict | None = None, corpus=None, seed: int = 0, epochs: int = 2, ctx=None):

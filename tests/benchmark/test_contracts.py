@@ -165,7 +165,7 @@ def test_include_path_must_be_a_folder(tmp_path):
 
 
 # --------------------------------------------------------------------------- a throwaway method and task
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "linear_vq_plugin" / "unibench_linear_vq"
+EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "linear_vq_plugin" / "unibench_linear_vq"
 METHOD_CARD = '''
     include: _codebook
     name: throwaway_vq

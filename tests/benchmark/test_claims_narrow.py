@@ -38,7 +38,7 @@ def test_the_claims_command_fits_80_columns(tmp_path):
         d.mkdir(parents=True)
         (d / "result.json").write_text(json.dumps(r))
     out = subprocess.run([sys.executable, "-m", "benchmark", "claims", "--results", str(store)],
-                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent.parent, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
     lines = [ln.rstrip() for ln in out.stdout.splitlines()]

@@ -15,7 +15,7 @@ from benchmark.results import CellResult
 from benchmark.runner import Options
 from benchmark.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def cli(*args, env=None):

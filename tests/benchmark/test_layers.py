@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = ("benchmark", "methods", "tasks")
 # (module prefix, layer); the longest matching prefix wins
 LAYERS = {

@@ -12,7 +12,7 @@ import pytest
 from benchmark.__main__ import main as cli_main
 from benchmark.report import browser_check, cell_html, chromium
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def cli(capsys, *args) -> tuple[int, str]:

@@ -20,7 +20,7 @@ from methods.precision import autocast, check_device, full_precision, grad_scale
 from methods.quantizers import MultiModalEMAQuantizer
 from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 SHAPES = {"audio": (6, 12), "video": (6, 3, 3, 16), "text": (6, 20)}
 METHODS = sorted(n for n, e in registry.entries("method").items() if "dtype" in e.options)   # the shared trainer's
 BF16_CPU = precision.probe("bf16-mixed", "cpu")   # None, or what this CPU lacks for a bf16 LSTM

@@ -24,7 +24,7 @@ from methods.base import ArrayCorpus
 from methods.trainer import training_summary
 from tasks.data.synth import FEATURE_STEP, to_grid
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 # --------------------------------------------------------------------------- a world fixed across CPUs

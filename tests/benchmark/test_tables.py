@@ -487,7 +487,7 @@ def test_gc_moves_cells_computed_under_older_keys(tmp_path):
         path = store / "cells" / "ave" / "dcid" / key / "result.json"
         data = json.loads(path.read_text())
         path.write_text(json.dumps({**data, "data_fingerprint": "fp"}))
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent.parent
 
     def gc(*extra):
         return subprocess.run([sys.executable, "-m", "benchmark", "gc", "--results", str(store), *extra], cwd=root,

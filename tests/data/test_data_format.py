@@ -14,7 +14,7 @@ from benchmark.contracts import Corpus, UserError
 from tasks.data import FeatureFile, NativeWriter, open_world, synthesize
 from tasks.data import native
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(scope="module")

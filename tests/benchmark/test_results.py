@@ -12,7 +12,7 @@ from benchmark.atomic import atomic_write_json
 from benchmark.results import RESULT_SCHEMA, CellResult
 from benchmark.store import Store
 
-FIXTURES = Path(__file__).parent / "fixtures" / "results"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "results"
 
 
 def test_round_trip_keeps_the_bytes_of_a_stored_result(tmp_path):

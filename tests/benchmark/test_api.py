@@ -12,7 +12,7 @@ import pytest
 
 import benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 TABLE = """\
 name: apitable
 methods: [chance, cca]
