@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .mutual_info import distinct_rows, mlp
+from .recurrent import lstm_outputs
 
 
 class TemporalTransformer(nn.Module):
@@ -165,7 +166,7 @@ class TextFrontEnd(nn.Module):
         self.out_dim = 2 * hidden
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lstm(x)[0]
+        return lstm_outputs(self.lstm, x)
 
 
 def once_per_distinct_clip(fn, x: Tensor) -> Tensor:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .recurrent import lstm_outputs
+
 
 def mlp(dims: Sequence[int], final: nn.Module | None = None) -> nn.Sequential:
     """Linear layers through `dims` with ReLU between them (and `final` after the last, if given)."""
@@ -203,7 +205,7 @@ class CrossCPC(nn.Module):
         """NCE per (target n, predictor m, horizon r): `[M, M, R]`."""
         feats = torch.stack([z[m] for m in self.modalities])              # [M, B, T, D]
         t = sample_anchor(feats.shape[2], self.horizon, generator)
-        context = torch.stack([self.lstms[m](z[m][:, :t + 1])[0][:, -1] for m in self.modalities])  # [M, B, H]
+        context = torch.stack([lstm_outputs(self.lstms[m], z[m][:, :t + 1])[:, -1] for m in self.modalities])
         predictions = torch.einsum("mbh,mrhd->mrbd", context, self.weight) + self.bias[:, :, None, :]
         targets = feats[:, :, t + 1:t + 1 + self.horizon].transpose(1, 2)  # [M(n), R, B, D]
         return nce_nll(targets[:, None], predictions[None])                 # broadcast to [n, m, R]

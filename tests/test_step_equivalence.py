@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from benchmark import registry
 from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
@@ -118,6 +119,26 @@ def test_fused_code_assignment_matches_the_ops_it_replaces():
     quantizer = MultiModalEMAQuantizer(["audio", "video"], 7, 5)
     probs = code_distributions(quantizer, {"audio": z.float().requires_grad_()})
     assert type(probs["audio"].grad_fn).__name__ == "FixedCodebookAssignmentBackward"
+
+
+@pytest.mark.parametrize("layers, bidirectional", [(2, True), (1, False)])
+def test_written_out_lstm_is_the_module(layers, bidirectional):
+    from methods.recurrent import lstm_outputs, written_out
+    torch.manual_seed(0)
+    lstm = nn.LSTM(7, 5, layers, batch_first=True, bidirectional=bidirectional).double()
+    x = torch.randn(4, 6, 7, dtype=torch.float64, requires_grad=not bidirectional)   # CPC's input needs a gradient
+    assert written_out(lstm, x)
+    results = []
+    for fn in (lambda: lstm(x)[0], lambda: lstm_outputs(lstm, x)):
+        out = fn()
+        inputs = list(lstm.parameters()) + ([x] if x.requires_grad else [])
+        results.append((out.detach(), torch.autograd.grad((out * out.detach().sin()).sum(), inputs)))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert all(torch.allclose(a, b, rtol=1e-10, atol=1e-14) for a, b in zip(got_grads, want_grads))
+    with torch.no_grad():
+        assert not written_out(lstm, x)            # inference keeps the module's kernel
+    assert not written_out(lstm.eval(), x) and not written_out(lstm.train().float(), x.float().bfloat16())
 
 
 def test_step_compare_refuses_a_wrong_tree_in_one_line(tmp_path):
