@@ -317,6 +317,29 @@ class FeatureFile:
                 bad = int(rows[np.flatnonzero(~np.isfinite(sample.reshape(len(rows), -1)).all(1))[0]])
                 raise _err(p, m, f"expected finite values, found NaN/Inf in clip {bad}")
 
+    def _check_storage(self) -> None:
+        """Before any array is read: every dataset stored inside this file (external raw storage or a virtual
+        dataset would read other local files as features), its declared shape within `benchmark.bounds`, and
+        uncompressed data actually stored (a header declaring N = 1e9 over a few KB reads back as fill values)."""
+        from benchmark import bounds
+        p, found = self.path, []
+        self.h5.visititems(lambda key, obj: found.append((key, obj)) if isinstance(obj, h5py.Dataset) else None)
+        for key, ds in found:
+            if ds.is_virtual or ds.external:
+                kind = "virtual" if ds.is_virtual else "external"
+                raise _err(p, key, f"{kind} storage (data kept in other files) is not accepted; copy the data "
+                                   f"into this file")
+            bounds.check_declared(p, key, ds.shape, ds.dtype.itemsize)
+            declared = ds.size * ds.dtype.itemsize
+            if ds.compression is None and declared and ds.id.get_storage_size() < declared:
+                raise _err(p, key, f"declares {list(ds.shape)} ({declared} bytes) but stores "
+                                   f"{ds.id.get_storage_size()} (truncated, or never written)")
+        if "classes" in self.h5.attrs:
+            n_classes = np.size(self.h5.attrs["classes"])
+            if n_classes > bounds.limit("classes", bounds.FILE_BOUNDS):
+                raise _err(p, "attrs/classes", f"{n_classes} classes, at most "
+                                               f"{bounds.limit('classes', bounds.FILE_BOUNDS)}")
+
     def _validate_latents(self) -> None:
         """The optional `latent/` group: only `latent/<modality>/<factor>` for the file's modalities and the known
         factors, each `[N, T, d]` with the N and T of that modality's features, float, finite."""
@@ -342,29 +365,6 @@ class FeatureFile:
                 rows = sample_rows(n)
                 if len(rows) and not np.isfinite(ds[rows]).all():
                     raise _err(self.path, key, "expected finite values, found NaN/Inf")
-
-    def _check_storage(self) -> None:
-        """Before any array is read: every dataset stored inside this file (external raw storage or a virtual
-        dataset would read other local files as features), its declared shape within `benchmark.bounds`, and
-        uncompressed data actually stored (a header declaring N = 1e9 over a few KB reads back as fill values)."""
-        from benchmark import bounds
-        p, found = self.path, []
-        self.h5.visititems(lambda key, obj: found.append((key, obj)) if isinstance(obj, h5py.Dataset) else None)
-        for key, ds in found:
-            if ds.is_virtual or ds.external:
-                kind = "virtual" if ds.is_virtual else "external"
-                raise _err(p, key, f"{kind} storage (data kept in other files) is not accepted; copy the data "
-                                   f"into this file")
-            bounds.check_declared(p, key, ds.shape, ds.dtype.itemsize)
-            declared = ds.size * ds.dtype.itemsize
-            if ds.compression is None and declared and ds.id.get_storage_size() < declared:
-                raise _err(p, key, f"declares {list(ds.shape)} ({declared} bytes) but stores "
-                                   f"{ds.id.get_storage_size()} (truncated, or never written)")
-        if "classes" in self.h5.attrs:
-            n_classes = np.size(self.h5.attrs["classes"])
-            if n_classes > bounds.limit("classes", bounds.FILE_BOUNDS):
-                raise _err(p, "attrs/classes", f"{n_classes} classes, at most "
-                                               f"{bounds.limit('classes', bounds.FILE_BOUNDS)}")
 
     def _validate_labels(self, name: str, ns: dict[str, int], n_classes: int) -> None:
         p, data = self.path, self.h5[f"labels/{name}"]

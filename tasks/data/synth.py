@@ -120,6 +120,8 @@ class Knobs:
         problems = bounds.out_of_range(dataclasses.asdict(k), bounds.KNOB_BOUNDS)   # each knob's range first
         if k.object_side[0] > k.object_side[1]:
             problems.append(f"object_side {k.object_side} must be (smallest, largest)")
+        if problems:
+            raise UserError("generator knobs: " + "; ".join(problems))
         if k.n_ave_avvp_shared > min(k.n_ave_classes, k.n_avvp_classes):
             problems.append("n_ave_avvp_shared exceeds the AVE or AVVP class count")
         if k.n_ave_classes > k.n_pretrain_classes:

@@ -206,6 +206,19 @@ def _changed_files(root: Path) -> list[str]:
     return changed
 
 
+def _other_knobs(root: Path, profile: str) -> bool:
+    """Whether the world was generated with other knobs than its profile has now (e.g. before the default generator
+    version changed): intact files, but not today's world. A world without world.json is judged by its files."""
+    import json
+
+    from .synth import profile_knobs, recorded_knobs
+    try:
+        knobs = json.loads((root / "world.json").read_text())["knobs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return knobs != json.loads(json.dumps(recorded_knobs(profile_knobs(profile))))
+
+
 def ensure_world(profile: str, seed: int, cache_root: str | Path,
                  progress: Callable[..., Iterable] | None = None) -> Path:
     """Generate the synthetic world `<cache_root>/<profile>-s<seed>/` once and return its path.
@@ -216,8 +229,8 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
     regenerated with a one-line warning instead of being keyed apart and silently computed on."""
     import json
 
-    from benchmark.locks import file_lock, outside, remove_tree
     from benchmark.notice import warn
+    from benchmark.locks import file_lock, outside, remove_tree
 
     from .synth import PROFILES, synthesize
     if profile not in PROFILES:
@@ -225,7 +238,7 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
     cache_root = Path(cache_root)
     root = cache_root / f"{profile}-s{seed}"
     linked_out = outside(cache_root, root) is not None     # never read, mark or delete through such a link
-    if not linked_out and (root / COMPLETE).exists() and not _changed_files(root):
+    if not linked_out and (root / COMPLETE).exists() and not _changed_files(root) and not _other_knobs(root, profile):
         return root
     with file_lock(cache_root / f".{root.name}.lock"):
         if linked_out:
@@ -233,10 +246,12 @@ def ensure_world(profile: str, seed: int, cache_root: str | Path,
             remove_tree(root)
         if (root / COMPLETE).exists():
             changed = _changed_files(root)
-            if not changed:
+            if not changed and not _other_knobs(root, profile):
                 return root
             names = ", ".join(f"{f}.h5" if f != COMPLETE else f"its {COMPLETE} marker" for f in changed)
-            warn(f"world {root}: {names} changed since generation; regenerating")
+            warn(f"world {root}: {names} changed since generation; regenerating" if changed else
+                 f"world {root} was generated with other knobs than profile '{profile}' has now (another "
+                 f"generator version?); regenerating")
             (root / COMPLETE).unlink(missing_ok=True)
         for stale in cache_root.glob(f".{root.name}.*.tmp"):   # a killed generator's half world (we hold the lock)
             if stale.is_dir() and not stale.is_symlink():
