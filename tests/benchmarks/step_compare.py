@@ -4,9 +4,9 @@
     python tests/benchmarks/step_compare.py --old /tmp/perf-old --world results/data/default-s0 [--rounds 8]
 
 Two long-lived workers, one importing each tree, build every method's model (`scale=default`, one thread) on the
-same corpus batch (batch 128, so the text repeats class prompts as in pretraining) and take turns: each round times
-`--steps` steps of one method in one worker, then in the other (the order flips every round), so load on a shared
-machine hits both alike. Prints the median ms per step (wall and CPU time) per method and tree, and the ratio.
+same corpus batch (batch 128, so the text repeats class prompts as in pretraining) and take turns on one pinned
+core: each round times `--steps` steps of one method in one worker, then in the other (the order flips every round),
+so load on a shared machine hits both alike. Prints the median ms per step (wall and CPU time) per method and tree, and the ratio.
 On an AVX-512 CPU, `--isa avx2` (the default) caps oneDNN, MKL and ATen kernels at AVX2.
 """
 from __future__ import annotations
@@ -29,8 +29,10 @@ ISA_ENV = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
            "native": {}}
 
 
-def worker(tree: str, world: str, batch_size: int) -> None:
+def worker(tree: str, world: str, batch_size: int, cpu: int) -> None:
     """Serve `<method> <steps>` lines on stdin with a JSON line of per-step (wall, cpu) seconds."""
+    if cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
     sys.path.insert(0, tree)
     import numpy as np
     import torch
@@ -70,10 +72,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per method, tree and round")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--isa", choices=sorted(ISA_ENV), default="avx2")
-    ap.add_argument("--worker", nargs=3, metavar=("TREE", "WORLD", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--cpu", type=int, default=0, help="the core both workers are pinned to (-1: not pinned), so "
+                    "neither sits on a busier core than the other")
+    ap.add_argument("--worker", nargs=4, metavar=("TREE", "WORLD", "BATCH", "CPU"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args.worker[0], args.worker[1], int(args.worker[2]))
+        return worker(args.worker[0], args.worker[1], int(args.worker[2]), int(args.worker[3]))
     problems = [f"--old/--new {tree} is not a unibench tree (no methods/trainer.py)" for tree in (args.old, args.new)
                 if not (Path(tree) / "methods" / "trainer.py").is_file()]
     if not (Path(args.world) / "pretrain.h5").is_file():
@@ -84,7 +88,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **ISA_ENV[args.isa]}
     trees = {"old": args.old, "new": args.new}
     procs = {k: subprocess.Popen([sys.executable, str(HERE), "--old", "-", "--world", args.world,
-                                  "--worker", str(Path(v).resolve()), args.world, str(args.batch)],
+                                  "--worker", str(Path(v).resolve()), args.world, str(args.batch), str(args.cpu)],
                                  cwd=v, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for k, v in trees.items()}
     for p in procs.values():
