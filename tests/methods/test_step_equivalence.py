@@ -4,7 +4,7 @@ Why: the pretraining step is optimised for speed (distinct prompts through the t
 matching, batched estimator fits, ...); each such change must compute the same function. The values in
 `fixtures/step_pins.json` were recorded on the code before those optimisations; this test proves they still come
 out (float64, so only rounding differs). A deliberate change of a loss re-records them, in the same commit:
-`python tests/test_step_equivalence.py --record CASE` (TURN's was, when its codebook split changed in ee31577).
+`python tests/methods/test_step_equivalence.py --record CASE` (TURN's was, when its codebook split changed in ee31577).
 
 The batch repeats its text rows (5 prompts over 12 clips), as the pretraining corpus does (one prompt per class),
 so the paths that encode each distinct row once are exercised.
@@ -22,7 +22,7 @@ from torch import nn
 from benchmark import registry
 from methods.trainer import EstimatorFitter, Step, adam, main_parameters, train_step
 
-PINS = Path(__file__).parent / "fixtures" / "step_pins.json"
+PINS = Path(__file__).parent.parent / "fixtures" / "step_pins.json"
 METHODS = ["codis", "turn", "cmcm", "simmmdg", "dcid", "fccid", "srcid"]
 CASES = {m: ({"audio": (6, 16), "video": (6, 24), "text": (6, 20)}, {}) for m in METHODS}
 CASES["dcid-maps"] = ({"audio": (6, 16), "video": (6, 5, 5, 8), "text": (6, 20)}, {})   # the spatial video path
@@ -143,7 +143,7 @@ def test_written_out_lstm_is_the_module(layers, bidirectional):
 
 def test_step_compare_refuses_a_wrong_tree_in_one_line(tmp_path):
     import subprocess
-    script = Path(__file__).parent / "benchmarks" / "step_compare.py"
+    script = Path(__file__).parent.parent / "benchmarks" / "step_compare.py"
     out = subprocess.run([sys.executable, str(script), "--old", str(tmp_path), "--world", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stdout == ""
@@ -152,7 +152,7 @@ def test_step_compare_refuses_a_wrong_tree_in_one_line(tmp_path):
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--record"] or not set(sys.argv[2:]) <= set(CASES):
-        sys.exit(f"usage: python tests/test_step_equivalence.py --record [CASE ...]   (re-records the pinned values "
+        sys.exit(f"usage: python tests/methods/test_step_equivalence.py --record [CASE ...]   (re-records the pinned values "
                  f"of those cases, default all; cases: {' '.join(CASES)})")
     torch.set_num_threads(1)
     pins = json.loads(PINS.read_text()) if PINS.exists() else {}
