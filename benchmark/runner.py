@@ -70,10 +70,11 @@ def plan(method_specs: Iterable[str], task_specs: Iterable[str], seeds: Iterable
 def key_cells(cells: list[Cell], world) -> list[Cell]:
     """Cells planned without a world (`plan(..., None)`), keyed now that it is open: the checks that need the
     world first, then the data each cell reads fingerprinted (once per task). Returns the cells, sorted."""
-    from .planning import check_against_world
-    methods = list({c.method.canonical(): c.method for c in cells}.values())
-    tasks = list({c.task.canonical(): c.task for c in cells}.values())
-    check_against_world(methods, tasks, world)
+    by_task: dict[str, tuple] = {}       # only the pairs the cells hold (a grid's blocks are not a cross product)
+    for c in cells:
+        by_task.setdefault(c.task.canonical(), (c.task, {}))[1].setdefault(c.method.canonical(), c.method)
+    for task, methods in by_task.values():
+        check_against_world(list(methods.values()), [task], world)
     _key(cells, world)
     return sorted(cells, key=Cell.sort_key)
 

@@ -41,3 +41,15 @@ def test_the_device_is_checked_in_one_place():
     assert runner.check_device("cpu", cells) == "cpu"
     with pytest.raises(UserError, match="--device must be"):
         runner.check_device("tpu", cells)
+
+
+def test_keying_checks_only_the_pairs_the_cells_hold(world):
+    """A grid's blocks are not a cross product: `cca` on AVE beside `dcid` on retrieval must key (cca has no text
+    encoder, but no cell pairs it with retrieval) — `make bench`'s main grid has exactly these blocks."""
+    cells = runner.plan(["cca"], ["ave"], [0], None) + runner.plan(["dcid"], ["retrieval"], [0], None)
+    opened = WorldChoice(profile=None, data=str(world)).open()
+    keyed = runner.key_cells(cells, opened)
+    assert sorted((c.method.base.name, c.task.name) for c in keyed) == [("cca", "ave"), ("dcid", "retrieval")]
+    assert all(c.key for c in keyed)
+    with pytest.raises(UserError, match="no text encoder"):
+        runner.key_cells(runner.plan(["cca"], ["retrieval"], [0], None), opened)
