@@ -257,3 +257,10 @@ def test_cmcm_runs_for_vq_and_fsq_not_for_released_rvq():
     assert cmcm_applies({"cmcm": True, "quantizer": "rvq", "rvq_mode": "per_level"})
     assert cmcm_applies({"cmcm": True, "quantizer": "fsq", "cmcm_scale": None})
     assert not cmcm_applies({"cmcm": False, "quantizer": "fsq"})
+
+
+def test_fsq_cmcm_uses_its_grid_temperature_unless_one_is_given():
+    from methods.alignment import FSQ_CMCM_SCALE, cmcm_scale
+    assert cmcm_scale({"quantizer": "fsq", "code_dim": 64, "cmcm_scale": None}) == FSQ_CMCM_SCALE == 8.0
+    assert cmcm_scale({"quantizer": "fsq", "code_dim": 64, "cmcm_scale": 3.0}) == 3.0
+    assert cmcm_scale({"quantizer": "vq", "code_dim": 64, "cmcm_scale": None}) == 2.0     # sqrt(256 / 64)
