@@ -2,6 +2,7 @@
 tables and claims compute from it (the mean over directions of one metric of one cell)."""
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -25,6 +26,15 @@ class Index:
         return sorted({s for (m, t, s) in self.cells if m == method and (task is None or t == task)})
 
 
+SMOKE_OPTION = re.compile(r"(@scale=smoke(?=[+]|$)|(?<=@)scale=smoke,|,scale=smoke(?=[,+]|$))")
+
+
+def table_method(r: CellResult) -> str:
+    """The spec a table row names for this cell: on the smoke world, grids run every preset method at
+    `scale=smoke` (`--profile smoke`), and the row `codis` means `codis@scale=smoke` there."""
+    return SMOKE_OPTION.sub("", r.method) if str(r.world or "").startswith("smoke-") else r.method
+
+
 def build_index(results: Sequence[CellResult | dict], world: str | None = None,
                 wanted: Iterable[tuple[str, str]] | None = None) -> Index:
     """Pick one world (the named one, else the one holding most of the wanted (method, task) cells) and key
@@ -36,7 +46,7 @@ def build_index(results: Sequence[CellResult | dict], world: str | None = None,
     wanted = set(wanted) if wanted is not None else None
     worlds = defaultdict(int)
     for r in results:
-        if wanted is None or (r.method, r.task) in wanted:
+        if wanted is None or (table_method(r), r.task) in wanted:
             worlds[r.world] += 1
     if world is None and worlds:
         world = max(sorted(worlds, key=str), key=lambda w: worlds[w])
@@ -51,7 +61,7 @@ def build_index(results: Sequence[CellResult | dict], world: str | None = None,
     for r in results:
         if r.world != world:
             continue
-        ident = (r.method, r.task, r.seed)
+        ident = (table_method(r), r.task, r.seed)
         dup[ident].append(r)
     duplicates = []
     for ident, group in dup.items():

@@ -590,3 +590,17 @@ def test_captions_name_tasks_as_the_headers_do(t1_store, tmp_path):
     assert "AVE→AVVP: f1" in tables.to_markdown(bt)
     det = tables.build(tables.parse_table(DETECTION), detection_store(tmp_path))
     assert "AVVP V->A: F1 3.80, mAP 3.00" in tables.floor_text(det)
+
+
+def test_a_smoke_world_row_reads_the_cells_its_grid_ran_at_the_smoke_preset():
+    """`grid --profile smoke` runs `codis` as `codis@scale=smoke`; the table row `codis` reads it on that world
+    (and only there: the default world's `codis@scale=smoke` cell is another method)."""
+    from types import SimpleNamespace as R
+    from benchmark.tables.index import table_method
+    smoke = lambda m: table_method(R(method=m, world="smoke-s0"))
+    assert smoke("codis@scale=smoke") == "codis"
+    assert smoke("dcid@quantizer=rvq,scale=smoke+toc") == "dcid@quantizer=rvq+toc"
+    assert smoke("srcid@only1=true,scale=smoke") == "srcid@only1=true"
+    assert smoke("turn@scale=smoke+toc-random") == "turn+toc-random"
+    assert smoke("dcid@epochs=16,levels=2,quantizer=rvq") == "dcid@epochs=16,levels=2,quantizer=rvq"
+    assert table_method(R(method="codis@scale=smoke", world="default-s0")) == "codis@scale=smoke"
