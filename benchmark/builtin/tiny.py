@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_open
 from ..contracts import Method, Pretrained, Task, UserError
 
 
@@ -114,8 +115,9 @@ class TinyTask(Task):
             if path is not None and path.exists():
                 return np.load(path)
             value = pretrained.encode(modality, ff.read(modality, idx)).numpy().mean(1)
-            if path is not None:
-                np.save(path, value)
+            if path is not None:    # atomically, as the real tasks do: a kill -9 mid-write leaves no half file
+                with atomic_open(path) as fh:
+                    np.save(fh, value)
             return value
 
         for src, tgt in (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio")):
