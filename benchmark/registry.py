@@ -192,6 +192,7 @@ class Entry:
             obj.discrete = self.discrete
             if self.scales:
                 obj.scales = self.scales
+            obj.inference_only = tuple(n for n, o in self.options.items() if o.inference_only)
         if self.kind == "task":
             obj.datasets, obj.needs_pretrained = self.datasets, self.needs_pretrained
         return obj

@@ -8,6 +8,7 @@ quantizer's input, including front-ends and a shape check) and the trainer proto
 """
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
@@ -256,6 +257,13 @@ class CodebookPretrained(Pretrained):
         """Code indices `[N, T]` (`[N, T, levels]` for RVQ)."""
         return self._quantize(modality, x)[1]
 
+    def variant(self, **attrs) -> "CodebookPretrained":
+        """The same frozen model with other inference-only attributes (SRCID's `layers`, SimMMDG's `readout`)."""
+        other = copy.copy(self)
+        for name, value in attrs.items():
+            setattr(other, name, value)
+        return other
+
     def to(self, device: str) -> "CodebookPretrained":
         self.model.to(device)
         self.device = device
@@ -323,6 +331,7 @@ class CodebookMethod(Method):
     """Build → train (shared loop) → diagnose → `CodebookPretrained`. Subclasses implement `build_model`."""
 
     scales: Mapping[str, dict] | None = None   # the card's `scales:` (family over base), set by the registry
+    inference_only: tuple[str, ...] = ()       # the card's inference-only options, set by the registry
     min_modalities = 2
     pretrained_class: type = CodebookPretrained   # a subclass where encode/codebooks differ (concat, continuous)
 
@@ -353,7 +362,9 @@ class CodebookMethod(Method):
         """Raise UserError for corpus shapes the model cannot train on (beyond `modalities_of`)."""
 
     def resume_tag(self, settings: Mapping[str, Any], shapes, corpus, seed: int) -> str:
-        return stable_hash({"method": self.name, "settings": {k: v for k, v in settings.items() if k != "epochs"},
+        """Checkpoints continue only a run of the same identity: the budget and inference-only options left out."""
+        skip = {"epochs", *self.inference_only}
+        return stable_hash({"method": self.name, "settings": {k: v for k, v in settings.items() if k not in skip},
                             "shapes": {m: list(v) for m, v in shapes.items()}, "corpus": corpus.fingerprint,
                             "seed": int(seed)})
 

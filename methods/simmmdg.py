@@ -222,11 +222,7 @@ class ContinuousPretrained(CodebookPretrained):
 
     def view(self, readout: str) -> "ContinuousPretrained":
         """The same frozen model read out as `readout` (an inference-only choice)."""
-        other = type(self)(self.model, method=self.method, entry=self.entry, settings=self.settings,
-                           shapes=self.shapes, diagnostics=self._diagnostics, history=self.history,
-                           device=self.device)
-        other.readout = readout
-        return other
+        return self.variant(readout=readout)
 
     def readout_of(self, modality: str, e: torch.Tensor) -> torch.Tensor:
         """Embedding `[N, T, D]` -> the benchmarked representation `[N, T, P or D/2]`."""
@@ -298,9 +294,6 @@ class SimMMDG(CodebookMethod):
 
     def build_model(self, shapes, settings) -> SimMMDGModel:
         return SimMMDGModel(shapes, settings)
-
-    def resume_tag(self, settings, shapes, corpus, seed: int) -> str:
-        return super().resume_tag({k: v for k, v in settings.items() if k != "readout"}, shapes, corpus, seed)
 
     def inference_view(self, pretrained: ContinuousPretrained, cfg: Mapping[str, Any]) -> ContinuousPretrained:
         """Apply the inference-only `readout` to a frozen SimMMDG, whichever readout it was trained with."""

@@ -36,7 +36,6 @@ from .dcid import DCIDModel
 from .trainer import Step
 from .turn import ConcatCodebooks, ConcatPretrained
 
-INFERENCE_ONLY = ("only1",)     # options that never change pretraining (excluded from the resume tag)
 
 
 def warm_start_epoch(s: Mapping[str, Any]) -> int:
@@ -135,11 +134,7 @@ class SRCIDPretrained(ConcatPretrained):
 
     def view(self, layers: int) -> "SRCIDPretrained":
         """A representation sharing this model, encoding with the first `layers` layers."""
-        other = SRCIDPretrained(self.model, method=self.method, entry=self.entry, settings=self.settings,
-                                shapes=self.shapes, diagnostics=self._diagnostics, history=self.history,
-                                device=self.device)
-        other.layers = int(layers)
-        return other
+        return self.variant(layers=int(layers))
 
     @property
     def codebooks(self) -> list[torch.Tensor]:
@@ -174,9 +169,8 @@ class SRCID(CodebookMethod):
         return SRCIDModel(shapes, settings)
 
     def resume_tag(self, settings, shapes, corpus, seed: int) -> str:
-        """Inference-only options left out; the resolved warm-start epoch kept in (it depends on the budget)."""
-        kept = {k: v for k, v in settings.items() if k not in INFERENCE_ONLY}
-        return super().resume_tag({**kept, "warm_start": warm_start_epoch(settings)}, shapes, corpus, seed)
+        """The resolved warm-start epoch kept in: it depends on the budget the tag leaves out."""
+        return super().resume_tag({**settings, "warm_start": warm_start_epoch(settings)}, shapes, corpus, seed)
 
     def inference_view(self, pretrained: SRCIDPretrained, cfg: Mapping[str, Any]) -> SRCIDPretrained:
         """Apply the inference-only options (`only1`) to a pretrained SRCID, whichever `only1` it was trained with."""
