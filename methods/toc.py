@@ -115,9 +115,10 @@ class TOCPretrained(Pretrained):
 
     discrete = True
 
-    def __init__(self, base: Pretrained, selection: Selection, layout: str, cfg: Mapping[str, Any]):
+    def __init__(self, base: Pretrained, selection: Selection, layout: str, cfg: Mapping[str, Any],
+                 suffix: str = "toc"):
         self.base, self.selection, self.layout, self.cfg = base, selection, layout, dict(cfg)
-        self.method = f"{base.method}+toc"
+        self.method = f"{base.method}+{suffix}"
 
     @property
     def dim(self) -> int:
@@ -240,18 +241,17 @@ class TOC(Refiner):
         check_options(cfg)
         layout, offsets = codebook_layout(pretrained)
         fraction = q_fraction(self.facts, getattr(ctx, "task", None))
+        generator = self.generator(cfg, ctx)
         selection = refine_codebooks([cb.detach().cpu() for cb in pretrained.codebooks], cfg, layout, offsets,
-                                     fraction, self.generator(cfg, ctx))
+                                     fraction, generator)
         ctx.log(f"{self.suffix}: kept {selection.index.numel()} of {pretrained.dim} dims ({layout}, "
-                f"{cfg.get('criterion', 'random')})")
+                f"{'random' if generator is not None else cfg['criterion']})")
         low = [v for v in selection.variance_share if v < LOW_VARIANCE_SHARE]
-        if low:
+        if low and generator is None:     # advice about the criterion; the random control has none to follow
             ctx.log(f"toc: warning: the kept dims hold only {min(low):.0%} of the codebook's inter-code variance "
                     "(the similarity term favours near-constant dims on this codebook); criterion=var or a larger q "
                     "keeps more of it")
-        refined = TOCPretrained(pretrained, selection, layout, {**cfg, "q_fraction": fraction})
-        refined.method = f"{pretrained.method}+{self.suffix}"
-        return refined
+        return TOCPretrained(pretrained, selection, layout, {**cfg, "q_fraction": fraction}, self.suffix)
 
 
 RANDOM_DEFAULTS = {"lam": 0.3, "criterion": "both", "max": 1, "min": 0}   # unused by the draw; checked as TOC's
