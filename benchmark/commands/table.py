@@ -102,7 +102,7 @@ def write_factors(args, formats, required: bool, results=None) -> int:
     probes = factors.collect(read_store(args.results, args.world) if results is None else results, args.world)
     if not probes:
         message = ("no pretraining in the store carries factor probes (they need a synthetic world that stores its "
-                   "true factors: `--profile default` with the generator knob version=3)")
+                   "true factors: a synthetic world of generator version 3, the default)")
         if required:
             raise UserError(message)
         err_console.print(f"[yellow]warning[/] factors: {message}", soft_wrap=True, highlight=False)

@@ -129,10 +129,13 @@ def test_paper_profile_has_real_widths_and_float16_video(tmp_path):
 def test_profiles_are_documented_and_knobs_recorded(tmp_path):
     assert PROFILES == ("smoke", "default", "paper")
     default = profile_knobs("default")
-    assert default.n_pretrain >= 2000 and 1000 <= default.n_ave <= 2000 and default.audio_dim == 128
+    assert default.n_pretrain >= 2000 and default.ave_split == (1612, 1000, 1000) and default.audio_dim == 128
     synthesize("smoke", 0, tmp_path, only=["vgg"], scene_sigma=0.0, max_lag=0)
     knobs = open_world(tmp_path).open("vgg").attrs["generator"]["knobs"]
     assert knobs["scene_sigma"] == 0.0 and knobs["max_lag"] == 0
+    assert set(knobs) == {f.name for f in dataclasses.fields(synth.Knobs)}
+    synthesize("smoke", 0, tmp_path / "v2", only=["vgg"], version=2)
+    knobs = open_world(tmp_path / "v2").open("vgg").attrs["generator"]["knobs"]
     assert set(knobs) == {f.name for f in dataclasses.fields(synth.Knobs)} - {"version", "avvp_split", "ucf_split",
                                                                               "vgg_split"}   # as version 2 wrote them
     with pytest.raises(UserError, match="did you mean 'scene_sigma'"):
@@ -230,7 +233,8 @@ def test_cli_synth_writes_the_requested_datasets(tmp_path, capsys):
 # --------------------------------------------------------------------------- version 3: latents and test sizes
 @pytest.fixture(scope="module")
 def v3(tmp_path_factory, worlds):
-    return synthesize("smoke", 0, tmp_path_factory.mktemp("v3"), version=3), worlds[0]
+    """(the default smoke world, version 3; the same seed written by version 2)."""
+    return worlds[0], synthesize("smoke", 0, tmp_path_factory.mktemp("v2"), version=2)
 
 
 def test_version_3_adds_the_latent_group_and_changes_no_feature(v3):
@@ -280,8 +284,9 @@ def test_latents_are_the_true_factors(v3):
 def test_version_3_default_test_sets_are_large_enough_to_read():
     """One clip <= 0.1 point of AVE and UCF<->VGG accuracy (>= 1000 test and val clips), AVVP >= 5x version 2's
     test seconds; train splits unchanged; the lead's calibration knobs go on top of the sizes."""
-    v2, v3 = profile_knobs("default"), profile_knobs("default", version=3, nuisance_sigma=0.7)
-    assert v3.nuisance_sigma == 0.7 and v2.version == 2
+    v2, v3 = profile_knobs("default", version=2), profile_knobs("default", nuisance_sigma=0.7)
+    assert v3.nuisance_sigma == 0.7 and v3.version == 3 and v2.version == 2 and v2.nuisance_sigma == 2.0
+    assert profile_knobs("default").nuisance_sigma == 0.75       # the calibrated version 3 world (WORLD.md)
     counts = {}
     for name in ("ave", "avvp", "ucf", "vgg"):
         n, split = getattr(v3, f"n_{name}"), getattr(v3, f"{name}_split")
@@ -293,7 +298,7 @@ def test_version_3_default_test_sets_are_large_enough_to_read():
         assert min(counts[name][1][1:]) >= 1000 and 100 / counts[name][1][2] <= 0.1, counts
     assert counts["avvp"][1][2] >= 5 * counts["avvp"][0][2] and counts["avvp"][1][1] >= 5 * counts["avvp"][0][1]
     with pytest.raises(UserError, match="need version=3"):
-        profile_knobs("default", ucf_split=(600, 200, 200))
+        profile_knobs("default", version=2, ucf_split=(600, 200, 200))
     with pytest.raises(UserError, match="vgg_split"):
         profile_knobs("default", version=3, n_vgg=100)
     with pytest.raises(UserError, match="version must be one of 2, 3"):
@@ -344,7 +349,7 @@ def test_ensure_world_regenerates_a_world_made_with_other_knobs(tmp_path, monkey
     root = ensure_world("smoke", 0, tmp_path)
     stamp = (root / "pretrain.h5").stat().st_mtime_ns
     assert ensure_world("smoke", 0, tmp_path) == root and (root / "pretrain.h5").stat().st_mtime_ns == stamp
-    assert open_world(root).open("pretrain").latent_names == {}
-    monkeypatch.setitem(synth._PROFILE_KNOBS, "smoke", {**synth._PROFILE_KNOBS["smoke"], "version": 3})
-    assert ensure_world("smoke", 0, tmp_path) == root
     assert open_world(root).open("pretrain").latent_names["audio"] == synth.FACTORS
+    monkeypatch.setitem(synth._PROFILE_KNOBS, "smoke", {**synth._PROFILE_KNOBS["smoke"], "version": 2})
+    assert ensure_world("smoke", 0, tmp_path) == root
+    assert open_world(root).open("pretrain").latent_names == {}

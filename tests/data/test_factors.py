@@ -13,7 +13,7 @@ from tasks.data import open_world, synthesize
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
     v3 = open_world(synthesize("smoke", 0, tmp_path_factory.mktemp("v3"), version=3, only=["pretrain"]))
-    v2 = open_world(synthesize("smoke", 0, tmp_path_factory.mktemp("v2"), only=["pretrain"]))
+    v2 = open_world(synthesize("smoke", 0, tmp_path_factory.mktemp("v2"), version=2, only=["pretrain"]))
     return v3.corpus(), v2.corpus()
 
 

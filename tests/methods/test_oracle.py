@@ -13,7 +13,7 @@ from test_tasks import run
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
     v3 = synthesize("smoke", 0, tmp_path_factory.mktemp("v3"), version=3)
-    v2 = synthesize("smoke", 0, tmp_path_factory.mktemp("v2"), only=["pretrain", "ave"])
+    v2 = synthesize("smoke", 0, tmp_path_factory.mktemp("v2"), version=2, only=["pretrain", "ave"])
     return open_world(v3), open_world(v2)
 
 
@@ -71,15 +71,15 @@ def test_oracle_factor_option_and_persistence(worlds, tmp_path):
         oracle(world, factor="mood")
 
 
-def test_oracle_on_data_without_latents_is_na_not_a_failure(tmp_path, capsys):
+def test_oracle_on_data_without_latents_is_na_not_a_failure(worlds, tmp_path, capsys):
     """On a version 2 world (as on real data) the oracle's cell is n/a: the run exits 0, writes no error.json,
     and a table's optional oracle row reads n/a without counting it missing."""
     import yaml
 
     from benchmark.__main__ import main as cli_main
     store = tmp_path / "store"
-    code = cli_main(["run", "--method", "oracle", "--task", "ave", "--profile", "smoke", "--results", str(store),
-                     "--threads", "1", "-q"])
+    code = cli_main(["run", "--method", "oracle", "--task", "ave", "--data", str(worlds[1].root), "--results",
+                     str(store), "--threads", "1", "-q"])
     err = capsys.readouterr().err
     assert code == 0 and "n/a 1" in err and "failed 0" in err, err
     assert not list((store / "cells").rglob("error.json")) if (store / "cells").exists() else True
