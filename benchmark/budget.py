@@ -10,8 +10,8 @@ A method is *converged at budget B* when its probe score at B agrees with those 
 budget (within `tolerance` points, or within the seed CI of the paired difference) and it has *learned*: its
 same-modality probe (A→A) is at least `LEARNED_FACTOR` × chance. Without that guard a flat curve on the floor
 passes (a collapsed codebook scores chance at every budget; docs/INSTRUMENT.md has the case). The study reports
-the smallest B at which every method of it is converged, if there is one; the `scale=default` preset
-(`methods/_pretrained.yaml`) is chosen from the study, one budget for every method (a fair comparison).
+each method's smallest converged B and the smallest B at which every method of it is; the `scale=default`
+preset of each method's card is the former (docs/INSTRUMENT.md says why a per-method budget is the fair one).
 """
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import executors, pretraining, runner
 from . import spec as specs
 from . import stats
 from .contracts import MODALITY_ORDER, UserError
+from .hashing import stable_hash
 from .results import CellResult
 from .store import Store
 
@@ -87,12 +88,23 @@ def chain_job(payload: dict, emit=None) -> list[dict]:
                      Store(payload["store"]), ctx)
 
 
-def chain_pending(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[int], world,
+Budgets = Sequence[int] | Mapping[str, Sequence[int]]
+
+
+def budgets_of(methods: Sequence[str], budgets: Budgets) -> dict[str, list[int]]:
+    """Each method's sorted budgets: one list for all, or per method (a fast method need not train to the slow
+    ones' largest budget to prove its own)."""
+    if isinstance(budgets, Mapping):
+        return {m: sorted(set(budgets[m])) for m in methods}
+    return {m: sorted(set(budgets)) for m in methods}
+
+
+def chain_pending(methods: Sequence[str], budgets: Budgets, seeds: Sequence[int], world,
                   store: Store) -> dict[str, dict]:
     """The pretrainings the chains will train, each with the epochs it adds to the previous budget (what the
     ETA counts)."""
-    out, steps = {}, sorted(set(budgets))
-    for method in methods:
+    out = {}
+    for method, steps in budgets_of(methods, budgets).items():
         for seed in seeds:
             for before, budget in zip([0] + steps, steps):
                 cell = runner.Cell(specs.parse_method(with_epochs(method, budget)), None, seed)
@@ -101,10 +113,11 @@ def chain_pending(methods: Sequence[str], budgets: Sequence[int], seeds: Sequenc
     return out
 
 
-def run_chains(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[int], world, store: Store,
+def run_chains(methods: Sequence[str], budgets: Budgets, seeds: Sequence[int], world, store: Store,
                options: runner.Options, workers: int, ui, device: str) -> list[dict]:
     """Every (method, seed) chain, in `workers` processes of the executors' pool (1 = in this process)."""
     jobs = [(m, s) for m in methods for s in seeds]
+    plan = budgets_of(methods, budgets)
     ui.expect([], chain_pending(methods, budgets, seeds, world, store), workers)
     rows: list[dict] = []
     try:
@@ -113,11 +126,11 @@ def run_chains(methods: Sequence[str], budgets: Sequence[int], seeds: Sequence[i
             ctx = runner.make_context(device, progress=ui.inner, log=ui.log,
                                       events=lambda kind, **info: ui.event(0, kind, info))
             for method, seed in jobs:
-                rows += run_chain(method, budgets, seed, world, store, ctx)
+                rows += run_chain(method, plan[method], seed, world, store, ctx)
                 ui.advance(f"{method} seed {seed}")
             return rows
         threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
-        payloads = [{"method": m, "budgets": list(budgets), "seed": s, "threads": threads, "device": device,
+        payloads = [{"method": m, "budgets": plan[m], "seed": s, "threads": threads, "device": device,
                      "store": str(Path(store.root).resolve()), "world": options.world.payload()} for m, s in jobs]
         with executors.Pool(workers, events=ui.event) as pool:
             for index, status, value in pool.map(chain_job, payloads):
@@ -150,12 +163,13 @@ class Point:
         return stats.summarize([self.values[s] for s in sorted(self.values)])
 
 
-def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Sequence[int], metric: str = "acc",
+def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Budgets, metric: str = "acc",
             directions: Sequence[str] = PROBE_DIRECTIONS) -> dict[tuple[str, int, str], Point]:
     """Probe scores per (method, budget, direction) from cell results, and the pretraining's codebook usage per
     modality (share of codes used) under direction `usage:<modality>` — the learning curves' early plateau is a
     codebook that video and text collapse onto a handful of codes, and the table shows it."""
-    wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b) for m in methods for b in budgets}
+    wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b)
+              for m, bs in budgets_of(methods, budgets).items() for b in bs}
     points: dict[tuple[str, int, str], Point] = {}
     for r in results:
         hit = wanted.get(r.method)
@@ -169,6 +183,60 @@ def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Sequ
             d = USAGE + modality
             points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[r.seed] = 100.0 * float(share)
     return points
+
+
+def _family(spec: specs.MethodSpec, data: str | None) -> tuple[str, int] | None:
+    """(what a pretraining is apart from its budget, its budget): the base method's training settings without
+    `epochs` and the data, hashed; None for a method without a budget."""
+    settings = specs.pretrain_settings(spec)
+    if not settings or not isinstance(settings.get("epochs"), int):
+        return None
+    rest = {k: v for k, v in settings.items() if k != "epochs"}
+    return stable_hash({"name": spec.base.entry.name, "settings": rest, "data": data}), settings["epochs"]
+
+
+def study_verdicts(results: Iterable[CellResult],
+                   directions: Sequence[str] = ("V->A", "A->A")) -> Callable[[CellResult], bool | None]:
+    """What tables mark: whether the budget study held in `results` shows the pretraining behind a cell converged
+    at its budget (the study's rule, `converged`, on every direction; chance read off the probe cells), None
+    where `results` hold no study of it (no probe at twice its budget). The study is the stronger test: a loss
+    that still falls slowly (contrastive and supervised objectives keep fitting the corpus) passes it, and a
+    plateau before learning fails it."""
+    points: dict[tuple[str, int, str], Point] = {}
+    classes: dict[str, int] = {}
+    families: dict[tuple[str, str | None], tuple[str, int] | None] = {}
+
+    def family(r: CellResult) -> tuple[str, int] | None:
+        key = (r.method, r.data_fingerprint)
+        if key not in families:
+            try:
+                families[key] = _family(specs.parse_method(key[0]), key[1])
+            except UserError:      # a plugin method that is not installed here: it cannot be judged
+                families[key] = None
+        return families[key]
+
+    for r in results:
+        if r.task_name != PROBE_TASK or r.refiners:
+            continue
+        hit = family(r)
+        if hit is None:
+            continue
+        for d in directions:
+            value = r.score(d)
+            if value is not None:
+                points.setdefault((*hit, d), Point(hit[0], hit[1], d, {})).values[r.seed] = value
+            n = (r.test_sizes.get(d) or {}).get("classes")
+            if n:
+                classes[hit[0]] = int(n)
+
+    def verdict(result: CellResult) -> bool | None:
+        hit = family(result)
+        if hit is None:
+            return None
+        chance = 100.0 / classes[hit[0]] if hit[0] in classes else None
+        flags = [converged(points, hit[0], hit[1], d, chance=chance) for d in directions]
+        return None if any(f is None for f in flags) else all(flags)
+    return verdict
 
 
 def _close(a: Point, b: Point, tolerance: float) -> bool | None:
@@ -207,22 +275,30 @@ def converged(points, method: str, budget: int, direction: str, tolerance: float
     return all(verdicts) and learned(points, method, budget, chance) is not False
 
 
-def choose_budget(points, methods: Sequence[str], budgets: Sequence[int],
+def choose_budget(points, methods: Sequence[str], budgets: Budgets,
                   directions: Sequence[str] = ("V->A", "A->A"), chance: float | None = None) -> int | None:
     """Smallest probed budget at which every method is converged on every direction (None if there is none)."""
-    for budget in sorted(set(budgets)):
+    every = sorted({b for bs in budgets_of(methods, budgets).values() for b in bs})
+    for budget in every:
         verdicts = [converged(points, m, budget, d, chance=chance) for m in methods for d in directions]
         if verdicts and all(v is True for v in verdicts):
             return budget
     return None
 
 
-def table_rows(points, methods: Sequence[str], budgets: Sequence[int],
+def choose_budgets(points, methods: Sequence[str], budgets: Budgets,
+                   directions: Sequence[str] = ("V->A", "A->A"), chance: float | None = None) -> dict[str, int | None]:
+    """Per method, the smallest probed budget at which it is converged on every direction (None: none is)."""
+    return {m: choose_budget(points, [m], {m: bs}, directions, chance)
+            for m, bs in budgets_of(methods, budgets).items()}
+
+
+def table_rows(points, methods: Sequence[str], budgets: Budgets,
                directions: Sequence[str] = ("V->A", "A->A"), chance: float | None = None) -> list[dict[str, Any]]:
     """One row per (method, budget): mean ± CI per direction and the convergence verdict."""
     rows = []
-    for m in methods:
-        for b in sorted(set(budgets)):
+    for m, bs in budgets_of(methods, budgets).items():
+        for b in bs:
             row: dict[str, Any] = {"method": m, "epochs": b}
             for d in directions:
                 p = points.get((m, b, d))

@@ -282,13 +282,15 @@ def transfer(train: Labeled, val: Labeled | None, targets: Mapping[str, Labeled]
 
 def record(ctx: RunContext, direction: str, problem: Problem, logits: np.ndarray | None, y: np.ndarray,
            threshold: float) -> None:
-    """The test-set size of one direction and, with `--log-samples`, what its metrics were computed from, in the
+    """The test-set size of one direction (clip problems: and the number of classes, so chance is known where the
+    cell is read) and, with `--log-samples`, what its metrics were computed from, in the
     target split's order: clip problems `scores` [N, C] logits, `pred` (their argmax), `target` [N]; frame problems
     `scores` [N, T, K] logits, `pred` = scores > `threshold` (the decision threshold on logits), `target` {0,1}."""
     if logits is None:         # reference protocol that never scored (cannot happen with epochs >= 1)
         return
     if problem.kind == "clip":
-        ctx.record(direction, {"clips": len(y)}, scores=logits, pred=logits.argmax(-1), target=np.asarray(y))
+        ctx.record(direction, {"clips": len(y), "classes": problem.n_out}, scores=logits, pred=logits.argmax(-1),
+                   target=np.asarray(y))
     else:
         ctx.record(direction, {"clips": y.shape[0], "seconds": y.shape[0] * y.shape[1]}, scores=logits,
                    pred=logits > threshold, target=np.asarray(y, dtype=np.uint8), threshold=np.float64(threshold))

@@ -3,7 +3,9 @@
 Trains each (method, seed) once to the largest budget, caching the pretraining at every budget on the way
 (`benchmark.budget`), probes each budget on AVE (all four directions, one cell each) and writes
 `results/tables/budget.{md,csv,json}` and `results/figures/budget_curves.png`: mean ± CI per budget, whether
-the score is within 1 point (or its seed CI) of twice the budget, and the smallest budget at which every method is.
+the score is within 1 point (or its seed CI) of twice the budget, each method's smallest converged budget (what
+its card's `scale=default` preset should train) and the smallest budget at which every method is.
+`--epochs-of METHOD=E,E,...` gives a method its own budgets (a fast method need not train to the slowest one's).
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--method", nargs="+", default=list(DEFAULT_METHODS), help="method specs without 'epochs'")
     p.add_argument("--epochs", nargs="+", type=int, default=list(DEFAULT_BUDGETS), metavar="E",
                    help="budgets in epochs (one training run per method and seed serves all of them)")
+    p.add_argument("--epochs-of", nargs="+", default=[], metavar="METHOD=E,E",
+                   help="a method's own budgets instead of --epochs (e.g. turn=8,16,32,64)")
     p.add_argument("--workers", type=int, default=2, help="processes (chains and probe cells run in parallel)")
     p.add_argument("--out", default=None, metavar="DIR", help="where tables/ and figures/ go (default: --results)")
     p.add_argument("--name", default="budget", help="file stem of the table and figure (default budget)")
@@ -37,14 +41,38 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main, overwrite="only-missing")
 
 
-def _validate(args) -> None:
-    if not args.epochs or any(e < 1 for e in args.epochs):
-        raise UserError(f"--epochs must be positive integers, got {args.epochs}")
-    if len(set(args.epochs)) < 2:
-        raise UserError("--epochs needs at least two budgets (convergence compares a budget with twice it)")
+def _check_budgets(epochs: list[int], flag: str) -> None:
+    if not epochs or any(e < 1 for e in epochs):
+        raise UserError(f"{flag} must be positive integers, got {epochs}")
+    if len(set(epochs)) < 2:
+        raise UserError(f"{flag} needs at least two budgets (convergence compares a budget with twice it)")
     top = bounds.limit("epochs")
-    if max(args.epochs) > top:
-        raise UserError(f"--epochs {max(args.epochs)}: at most {top} ({bounds.OPTION_BOUNDS['epochs'].why})")
+    if max(epochs) > top:
+        raise UserError(f"{flag} {max(epochs)}: at most {top} ({bounds.OPTION_BOUNDS['epochs'].why})")
+
+
+def _budget_plan(args) -> dict[str, list[int]]:
+    """{method: its budgets}: --epochs, except where --epochs-of names the method."""
+    methods = list(dict.fromkeys(args.method))
+    plan = {m: sorted(set(args.epochs)) for m in methods}
+    for item in args.epochs_of:
+        method, eq, values = item.partition("=")
+        try:
+            epochs = [int(v) for v in values.split(",")] if eq else []
+        except ValueError:
+            epochs = []
+        if not epochs:
+            raise UserError(f"--epochs-of expects METHOD=E,E,... (e.g. turn=8,16,32), got '{item}'")
+        if method not in plan:
+            raise UserError(f"--epochs-of {item}: '{method}' is not one of --method ({', '.join(methods)})")
+        _check_budgets(epochs, f"--epochs-of {method}")
+        plan[method] = sorted(set(epochs))
+    return plan
+
+
+def _validate(args) -> None:
+    _check_budgets(args.epochs, "--epochs")
+    _budget_plan(args)
     bounds.check_count("workers", args.workers, "--workers")
     outputs.check_stem(args.name, "--name")
     flag = "--out" if args.out else "--results"
@@ -61,16 +89,16 @@ def main(args) -> int:
     _validate(args)
     options = options_from(args)
     seeds = args.seeds or [0]
-    budgets = sorted(set(args.epochs))
-    methods = list(dict.fromkeys(args.method))
-    probe_specs = [budget.with_epochs(m, b) for m in methods for b in budgets]
+    plan = _budget_plan(args)
+    methods = list(plan)
+    probe_specs = [budget.with_epochs(m, b) for m in methods for b in plan[m]]
     device = runner.check_device(options.device, [runner.Cell(specs.parse_method(s), None, 0) for s in probe_specs])
     store = Store(args.results)
     migrate.migrate(store)     # an older store's pretrainings to today's keys, once per store
     with CellProgress(None, quiet=options.quiet) as gen:
         world = options.world.open(progress=gen.inner)
     with CellProgress(len(methods) * len(seeds), quiet=options.quiet, title="budget chains") as ui:
-        budget.run_chains(methods, budgets, seeds, world, store, options, args.workers, ui, device)
+        budget.run_chains(methods, plan, seeds, world, store, options, args.workers, ui, device)
     cells = runner.plan(probe_specs, [budget.PROBE_TASK], seeds, world)
     with CellProgress(len(cells), quiet=options.quiet, title="budget probes") as ui:
         if args.workers > 1:
@@ -82,11 +110,13 @@ def main(args) -> int:
         console.print(f"[red]FAILED[/] {o.cell.label}: {o.error}")
     classes = len(world.open(budget.PROBE_TASK).classes)
     chance = 100 / classes
-    points = budget.collect([o.result for o in outcomes if o.result], methods, budgets)
-    rows = budget.table_rows(points, methods, budgets, chance=chance)
-    chosen = budget.choose_budget(points, methods, budgets, chance=chance)
+    points = budget.collect([o.result for o in outcomes if o.result], methods, plan)
+    rows = budget.table_rows(points, methods, plan, chance=chance)
+    chosen = budget.choose_budget(points, methods, plan, chance=chance)
+    per_method = budget.choose_budgets(points, methods, plan, chance=chance)
     out = Path(args.out or args.results)
-    write_outputs(out, args.name, rows, points, methods, budgets, chosen, seeds, options.world.label, classes)
+    write_outputs(out, args.name, rows, points, methods, plan, chosen, seeds, options.world.label, classes,
+                  per_method)
     return 1 if failed else 0
 
 
@@ -96,25 +126,39 @@ def _fmt(mean, ci) -> str:
     return f"{mean:.2f}" + (f" ± {ci:.2f}" if ci is not None else "")
 
 
+def _preset_epochs(method: str) -> int | None:
+    """The epochs `method` trains with at its default scale (its card's preset, a family override included)."""
+    spec = specs.parse_method(method)
+    settings = specs.pretrain_settings(spec) or {}
+    return settings.get("epochs")
+
+
 def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, seeds, world_label,
-                  classes: int) -> None:
+                  classes: int, per_method: dict[str, int | None] | None = None) -> None:
     chance = 100 / classes
     tables, figures = out / "tables", out / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     dirs = ("V->A", "A->A")
+    plan = budget.budgets_of(methods, budgets)
+    every = sorted({b for bs in plan.values() for b in bs})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(tables / f"{name}.csv", buf.getvalue())
-    preset = specs.parse_method(methods[0]).base.entry.scales.get("default", {}).get("epochs")
+    presets = {m: _preset_epochs(m) for m in methods}
     verdict = (f"**Converged: {chosen} epochs** — the smallest budget at which, for every method of this study "
                f"({', '.join(methods)}), AVE V→A and "
                f"A→A agree (within {budget.TOLERANCE:g} point, or the seed CI of the difference) with twice that "
                f"budget and every larger one, and A→A is at least {budget.LEARNED_FACTOR:g}× chance." if chosen else
                f"**No budget of this study is converged for every method of it** ({', '.join(methods)}; see the ✗ "
                f"rows).")
-    verdict += f" The `scale=default` preset trains {preset} epochs (`methods/_pretrained.yaml`)."
+    per_method = per_method or {}
+    per = "; ".join(f"{m} {per_method.get(m) or 'none'}" + ("" if per_method.get(m) == presets[m]
+                                                            else f" (its preset trains {presets[m]})")
+                    for m in methods)
+    verdict += (f"\n\nPer method, the smallest converged budget (what its `scale=default` preset trains unless "
+                f"noted): {per}.")
     lines = [f"# Budget study — AVE accuracy (%) after E pretraining epochs", "",
              f"World {world_label}; seeds {', '.join(map(str, seeds))}; mean ± 95% CI over seeds (t-interval; "
              f"none with one seed); chance {chance:.2f} % ({classes} classes). One training run per method and "
@@ -134,9 +178,10 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
                      f"{_fmt(r['A->A mean'], r['A->A ci95'])} | {used_text} | {mark} |")
     markdown = "\n".join(lines) + "\n"
     atomic_write_text(tables / f"{name}.md", markdown)
-    atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "budgets": budgets, "seeds": seeds,
+    atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "per_method": per_method,
+                                                            "presets": presets, "budgets": plan, "seeds": seeds,
                                                             "world": world_label, "rows": rows}, indent=1))
     from ..report_plots import plot_budget_curves
-    plot_budget_curves(points, methods, budgets, dirs, figures / f"{name}_curves.png", chance, budget.LEARNED_FACTOR,
-                       chosen or preset)
+    plot_budget_curves(points, methods, every, dirs, figures / f"{name}_curves.png", chance, budget.LEARNED_FACTOR,
+                       chosen)
     console.print(markdown)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .. import stats
-from ..results import CellResult
+from ..results import CellResult, as_results
 from .index import Index, build_index, cell_value
 from .layout import TableSpec, table_cells
 from .names import mm_direction
@@ -135,12 +135,25 @@ def default_seeds(table: TableSpec, index, wanted: set[tuple[str, str]]) -> tupl
                     f"there ({shown}); pass --seeds to include them"]
 
 
+def _study(results: Sequence[CellResult | dict]):
+    from ..budget import study_verdicts     # lazily: the budget study's module pulls in the runner
+    return study_verdicts(as_results(results))
+
+
+def unconverged(result: CellResult, study) -> bool:
+    """† for a cell: the budget study in the store says its pretraining's budget is not converged, or, where the
+    store holds no study of it, its loss diagnostic does (`benchmark.convergence`)."""
+    verdict = study(result)
+    return verdict is False if verdict is not None else result.converged is False
+
+
 def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | None = None,
           seeds: Sequence[int] | None = None, display: Display = Display()) -> BuiltTable:
     """Resolve every (row, column) cell against the store. `seeds` None = `default_seeds`; cells with different
     seed counts add a warning."""
     wanted = {(m, t) for m, t, _ in table_cells(table)}
     index = build_index(results, world, wanted)
+    study = _study(results)
     notes: list[str] = []
     if seeds is None:
         seeds, notes = default_seeds(table, index, wanted)
@@ -173,7 +186,7 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
             summary = stats.summarize(list(per_seed.values())) if per_seed else None
             floor = _floor(index, row, task, dirs, cell_results, metric, sorted(per_seed)) if per_seed else None
             line.append(CellStats(per_seed, summary, higher_is_better=hib, metric=metric,
-                                  unconverged=any(r.converged is False for r in cell_results), floor=floor,
+                                  unconverged=any(unconverged(r, study) for r in cell_results), floor=floor,
                                   below_floor=floor is not None and hib is not False and summary.mean <= floor))
         grid.append(line)
         if table.avg:

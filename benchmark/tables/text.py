@@ -147,7 +147,9 @@ def caption(bt: BuiltTable) -> str:
     if floors:
         parts.append(floors)
     if any(c.unconverged for line in bt.cells for c in line):
-        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged: {convergence.RULE}.")
+        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged: the budget study in the "
+                     f"store finds its AVE probe still moving at twice its budget, or, where the store holds no "
+                     f"study of it, {convergence.RULE}.")
     if any(c.below_floor for line in bt.cells for c in line):
         parts.append(f"{BELOW_FLOOR_MARK} = at or below the floor of its labels (what an uninformative predictor "
                      f"scores: all-positive F1, chance mAP): the cell measures nothing.")

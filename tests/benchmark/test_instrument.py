@@ -155,6 +155,63 @@ def test_convergence_verdict_and_chosen_budget():
     assert budget.choose_budget(pts, ["a"], [2]) is None
 
 
+def test_each_method_gets_its_own_budgets_and_its_own_converged_budget():
+    """A fast method probed to 8 and a slow one to 16: each is judged on its own budgets (a fast method's missing
+    16 is not a failure), the per-method choice differs, and the common choice is the slowest one's."""
+    pts = _points({("fast", 2): [10, 11, 12], ("fast", 4): [20, 21, 22], ("fast", 8): [20.5, 21.5, 22.5],
+                   ("slow", 4): [5, 6, 7], ("slow", 8): [30, 31, 32], ("slow", 16): [30.2, 31.1, 32.3]})
+    plan = {"fast": [2, 4, 8], "slow": [4, 8, 16]}
+    assert budget.budgets_of(["fast", "slow"], plan) == plan
+    assert budget.budgets_of(["fast"], [8, 2, 4, 2]) == {"fast": [2, 4, 8]}
+    assert budget.choose_budgets(pts, ["fast", "slow"], plan) == {"fast": 4, "slow": 8}
+    assert budget.choose_budget(pts, ["fast", "slow"], plan) is None    # no common probed budget converges both
+    rows = budget.table_rows(pts, ["fast", "slow"], plan)
+    assert [(r["method"], r["epochs"]) for r in rows] == [("fast", 2), ("fast", 4), ("fast", 8), ("slow", 4),
+                                                          ("slow", 8), ("slow", 16)]
+
+
+def _probe(method, seed, va, aa, falling=False, classes=28):
+    from benchmark.results import CellResult
+    history = [{"total": 10.0 - i} for i in range(8)] if falling else []
+    return CellResult(method=method, task="ave", task_name="ave", seed=seed, data_fingerprint="fp",
+                      metrics={"V->A": {"acc": va}, "A->A": {"acc": aa}}, main_metric="acc",
+                      test_sizes={d: {"clips": 1000, "classes": classes} for d in ("V->A", "A->A")},
+                      diagnostics={"training": {"loss_history": history}})
+
+
+def test_tables_mark_a_cell_by_the_budget_study_in_the_store_before_its_loss():
+    """A pretraining the study shows converged (its budget agrees with twice it) is not † although its loss still
+    falls; one whose probe still moves is †; one flat on the floor has not learned (†); without a study of it
+    (no probe at twice its budget) the loss diagnostic decides."""
+    from benchmark.tables.build import unconverged
+    results = [_probe(f"dcid@epochs={e}", s, 50 + v + s, 60 + v + s) for s in range(3)
+               for e, v in ((2, 0.0), (4, 0.4), (8, 0.6))]
+    results += [_probe(f"fccid@epochs={e}", s, v + s, v + 5 + s) for s in range(3) for e, v in ((2, 30), (4, 45))]
+    results += [_probe(f"cmcm@epochs={e}", s, 3.0 + s / 10, 3.5 - s / 10) for s in range(3) for e in (2, 4)]
+    study = budget.study_verdicts(results)
+    cell = _probe("dcid@epochs=2+toc", 0, 40, 40, falling=True)        # a refined cell of the converged budget
+    assert cell.converged is False and study(cell) is True and not unconverged(cell, study)
+    moving = _probe("fccid@epochs=2", 0, 50, 60, falling=False)
+    assert study(moving) is False and unconverged(moving, study)
+    assert study(_probe("cmcm@epochs=2", 0, 3, 3)) is False                # flat, but at chance: not learned
+    alone = _probe("dcid@epochs=8", 0, 50, 60, falling=True)                # no 16-epoch probe: the loss decides
+    assert study(alone) is None and unconverged(alone, study)
+    other = _probe("dcid@epochs=2", 0, 50, 60, falling=True)
+    other.data_fingerprint = "another world"
+    assert study(other) is None and unconverged(other, study)
+
+
+def test_budget_command_checks_epochs_of_before_any_work(tmp_path, capsys):
+    from benchmark.__main__ import main as cli_main
+    base = ["budget", "--method", "turn", "dcid", "--epochs", "2", "4", "--results", str(tmp_path), "-q"]
+    for bad, message in ((["turn=8,x"], "--epochs-of expects METHOD=E,E,..."),
+                         (["cmcm=2,4"], "'cmcm' is not one of --method (turn, dcid)"),
+                         (["turn=4"], "--epochs-of turn needs at least two budgets")):
+        assert cli_main(base + ["--epochs-of", *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "pretrain").exists()
+
+
 def test_a_flat_curve_on_the_floor_has_not_learned_so_it_is_not_converged():
     """DCID at lr 1e-2 (codebook collapsed) scored A->A 3.1 at 8 and 16 epochs: flat, but on the floor (chance 3.57)."""
     chance = 100 / 28

@@ -42,7 +42,7 @@ def test_classification_samples_give_the_reported_accuracy(name, encoder, tiny_w
     for direction, s in logging_ctx.samples.items():
         assert (s["pred"] == s["scores"].argmax(-1)).all()
         assert np.mean(s["pred"] == s["target"]) * 100 == pytest.approx(out[direction]["acc"], abs=1e-9)
-        assert logging_ctx.test_sizes[direction] == {"clips": len(s["target"])}
+        assert logging_ctx.test_sizes[direction] == {"clips": len(s["target"]), "classes": s["scores"].shape[1]}
 
 
 @pytest.mark.parametrize("name", ["avvp", "ave_avvp"])
