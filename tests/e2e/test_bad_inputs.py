@@ -88,6 +88,9 @@ def _virtual(f):
 
 def _audio_only(f):
     del f["video"], f["text"]
+    for m in ("video", "text"):           # a version 3 file's true factors of the removed modalities go too
+        if f"latent/{m}" in f:
+            del f[f"latent/{m}"]
 
 
 FILES = {   # pretrain.h5 (or ave.h5) damaged: name -> (file, damage, needle)
