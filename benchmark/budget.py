@@ -187,7 +187,7 @@ def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Budg
 
 def _family(spec: specs.MethodSpec, data: str | None) -> tuple[str, int] | None:
     """(what a pretraining is apart from its budget, its budget): the base method's training settings without
-    `epochs` and the data, hashed; None for a method without a budget."""
+    `epochs` and the world it trained on, hashed; None for a method without a budget."""
     settings = specs.pretrain_settings(spec)
     if not settings or not isinstance(settings.get("epochs"), int):
         return None
@@ -207,7 +207,7 @@ def study_verdicts(results: Iterable[CellResult],
     families: dict[tuple[str, str | None], tuple[str, int] | None] = {}
 
     def family(r: CellResult) -> tuple[str, int] | None:
-        key = (r.method, r.data_fingerprint)
+        key = (r.method, r.world or r.data_fingerprint)   # the world: every task's cells share its corpus
         if key not in families:
             try:
                 families[key] = _family(specs.parse_method(key[0]), key[1])

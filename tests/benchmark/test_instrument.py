@@ -173,7 +173,7 @@ def test_each_method_gets_its_own_budgets_and_its_own_converged_budget():
 def _probe(method, seed, va, aa, falling=False, classes=28):
     from benchmark.results import CellResult
     history = [{"total": 10.0 - i} for i in range(8)] if falling else []
-    return CellResult(method=method, task="ave", task_name="ave", seed=seed, data_fingerprint="fp",
+    return CellResult(method=method, task="ave", task_name="ave", seed=seed, data_fingerprint="fp", world="w",
                       metrics={"V->A": {"acc": va}, "A->A": {"acc": aa}}, main_metric="acc",
                       test_sizes={d: {"clips": 1000, "classes": classes} for d in ("V->A", "A->A")},
                       diagnostics={"training": {"loss_history": history}})
@@ -197,8 +197,12 @@ def test_tables_mark_a_cell_by_the_budget_study_in_the_store_before_its_loss():
     alone = _probe("dcid@epochs=8", 0, 50, 60, falling=True)                # no 16-epoch probe: the loss decides
     assert study(alone) is None and unconverged(alone, study)
     other = _probe("dcid@epochs=2", 0, 50, 60, falling=True)
-    other.data_fingerprint = "another world"
+    other.world = "another world"
     assert study(other) is None and unconverged(other, study)
+    detection = _probe("dcid@epochs=2", 0, 30, 30, falling=True)      # another task of the same pretraining
+    detection.task = detection.task_name = "avvp"
+    detection.data_fingerprint = "the avvp file"
+    assert study(detection) is True and not unconverged(detection, study)
 
 
 def test_budget_command_checks_epochs_of_before_any_work(tmp_path, capsys):
