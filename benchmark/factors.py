@@ -23,10 +23,30 @@ REPRESENTATIONS = ("codes", "features")
 TITLE = "Ground-truth factor probes: held-out R² of each clip's true semantics, scene and nuisance"
 
 
-def collect(results: Sequence[CellResult], world: str | None = None) -> dict[str, dict[int, dict]]:
+def shown_as(bases: Sequence[str]) -> Callable[[str], str | None]:
+    """method spec -> the first of `bases` that is the same pretraining (`dcid@epochs=64` is `dcid` when 64 is
+    its preset), None when none is: the table and figure show the pretrainings the tables show, under their
+    names, not every budget a study left in the store."""
+    from . import spec as specs
+
+    def identity(method: str):
+        try:
+            parsed = specs.parse_method(method)
+        except Exception:          # a plugin that is not installed here
+            return None
+        return parsed.base.entry.name, specs.stable_hash(specs.pretrain_settings(parsed) or parsed.pretrain_resolved())
+    known: dict = {}
+    for base in bases:
+        known.setdefault(identity(base), base)
+    known.pop(None, None)
+    return lambda method: known.get(identity(method))
+
+
+def collect(results: Sequence[CellResult], world: str | None = None,
+            shown: Callable[[str], str | None] | None = None) -> dict[str, dict[int, dict]]:
     """{method spec: {seed: r2 {modality: {representation: {factor: R²}}}}}, one entry per pretraining (cells
     with refiners left out: they share their base's pretraining), from the world the most cells come from unless
-    `world` names one."""
+    `world` names one; with `shown` (`shown_as`), only the pretrainings it names, under its names."""
     found = [r for r in results if not r.refiners and isinstance((r.diagnostics or {}).get("factors"), dict)]
     worlds = defaultdict(int)
     for r in found:
@@ -35,8 +55,9 @@ def collect(results: Sequence[CellResult], world: str | None = None) -> dict[str
         world = max(sorted(worlds, key=str), key=worlds.get)
     out: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in sorted(found, key=lambda r: (r.method, r.seed, r.created)):
-        if r.world == world:
-            out[r.method][r.seed] = r.diagnostics["factors"].get("r2") or {}
+        name = r.method if shown is None else shown(r.method)
+        if r.world == world and name is not None:
+            out[name][r.seed] = r.diagnostics["factors"].get("r2") or {}
     return dict(out)
 
 

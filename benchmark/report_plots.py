@@ -535,7 +535,7 @@ def make_report_figures(results_dir: str | Path, out_dir: str | Path | None = No
         notes.append("no result of a tabled method carries diagnostics.code_counts: codebook activation figures "
                      "skipped")
     from . import factors
-    probes = factors.collect(results, world)
+    probes = factors.collect(results, world, factors.shown_as(sorted(tabled_bases(table_specs.values()))))
     if probes:
         written.append(drawn(out / "factor_probes.png", probes,
                              lambda path: factors.plot(probes, path, table_labels(table_specs.values()))))

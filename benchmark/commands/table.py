@@ -97,9 +97,10 @@ def write_factors(args, formats, required: bool, results=None) -> int:
     """`factors.md` / `.csv` from the pretrainings' stored factor probes (benchmark/factors.py); a store without
     any (real data, a version 2 world) gets one warning line, or an error when the factors table was asked for."""
     from .. import factors, outputs
-    from ..report_plots import table_labels
+    from ..report_plots import tabled_bases, table_labels
     out = outputs.check_dir(Path(args.out) if args.out else Path(args.results) / "tables", "--out")
-    probes = factors.collect(read_store(args.results, args.world) if results is None else results, args.world)
+    probes = factors.collect(read_store(args.results, args.world) if results is None else results, args.world,
+                             factors.shown_as(sorted(tabled_bases())))
     if not probes:
         message = ("no pretraining in the store carries factor probes (they need a synthetic world that stores its "
                    "true factors: a synthetic world of generator version 3, the default)")
