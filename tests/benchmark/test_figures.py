@@ -86,7 +86,7 @@ def test_size_curve_draws_the_ablation_only_when_it_has_results(tmp_path):
 def test_labels_carry_the_budget_when_the_rows_drawn_differ_in_it():
     label = rp.table_labels()
     both = rp.with_budgets(["dcid", "dcid@epochs=16,quantizer=fsq"], label)
-    assert both("dcid") == "DCID, 32 ep" and both("dcid@epochs=16,quantizer=fsq") == "DCID (FSQ), 16 ep"
+    assert both("dcid") == f"DCID, {_preset('dcid')} ep" and both("dcid@epochs=16,quantizer=fsq") == "DCID (FSQ), 16 ep"
     assert both.plain("dcid") == "DCID"                                     # a family's panel title
     same = rp.with_budgets(["dcid@epochs=16", "dcid@epochs=16,quantizer=fsq"], label)
     assert same("dcid@epochs=16,quantizer=fsq") == "DCID (FSQ)"             # one budget: said nowhere twice
@@ -131,7 +131,7 @@ def test_size_curve_names_its_budget(monkeypatch, tmp_path):
     rp.plot_size_curve(SimpleNamespace(spec=spec, avg=[_cell([30.0, 31.0]), _cell([33.0])],
                                        index=SimpleNamespace(world="w")), tmp_path / "a.png")
     ticks = [t.get_text() for t in figures[0].axes[0].get_xticklabels()]
-    assert ticks == ["256\n16 ep", "400\n32 ep"]                              # the rows differ in budget
+    assert ticks == ["256\n16 ep", f"400\n{_preset('fccid')} ep"]                              # the rows differ in budget
 
 
 def test_simplex_pages_follow_the_store(tmp_path):
@@ -146,3 +146,9 @@ def test_simplex_pages_follow_the_store(tmp_path):
     rp.make_report_figures(tmp_path, tmp_path / "figs", results=results[:5])
     assert [p.name for p in (tmp_path / "figs").glob("codebook_activation_simplex*.png")] == [
         "codebook_activation_simplex.png"]
+
+
+def _preset(method: str) -> int:
+    """The epochs `method` trains at its default scale (its card's budget from the budget study)."""
+    from benchmark import spec
+    return spec.pretrain_settings(spec.parse_method(method))["epochs"]

@@ -320,5 +320,7 @@ def test_a_family_card_overrides_single_preset_values():
     method = registry.get("method", "simmmdg").load()
     for scale in ("default", "paper"):
         s = method.settings({"scale": scale})
-        assert s["proj_dims"] == card[scale]["proj_dims"] and s["epochs"] == base[scale]["epochs"]
+        assert s["proj_dims"] == card[scale]["proj_dims"]
+        assert s["epochs"] == card[scale].get("epochs", base[scale]["epochs"])   # its own budget, else the base's
+        assert s["lr"] == base[scale]["lr"]
     assert "proj_dims" not in registry.get("method", "dcid").scales["default"]
