@@ -25,7 +25,6 @@ from . import executors, pretraining, runner
 from . import spec as specs
 from . import stats
 from .contracts import MODALITY_ORDER, UserError
-from .hashing import stable_hash
 from .results import CellResult
 from .store import Store
 
@@ -118,7 +117,7 @@ def run_chains(methods: Sequence[str], budgets: Budgets, seeds: Sequence[int], w
     """Every (method, seed) chain, in `workers` processes of the executors' pool (1 = in this process)."""
     jobs = [(m, s) for m in methods for s in seeds]
     plan = budgets_of(methods, budgets)
-    ui.expect([], chain_pending(methods, budgets, seeds, world, store), workers)
+    ui.expect([], chain_pending(methods, plan, seeds, world, store), workers)
     rows: list[dict] = []
     try:
         if workers <= 1:
@@ -185,14 +184,20 @@ def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Budg
     return points
 
 
-def _family(spec: specs.MethodSpec, data: str | None) -> tuple[str, int] | None:
-    """(what a pretraining is apart from its budget, its budget): the base method's training settings without
-    `epochs` and the world it trained on, hashed; None for a method without a budget."""
-    settings = specs.pretrain_settings(spec)
-    if not settings or not isinstance(settings.get("epochs"), int):
+def _family(result: CellResult) -> tuple[str, int] | None:
+    """(the pretraining behind a cell apart from its budget, the epochs it trained): its base spec without
+    inference-only options and `epochs`, on its world (every task's cells share the world's corpus), and the
+    epochs its training record holds (else the spec's). Read off the cell alone: no method class is loaded, so
+    tables stay free of torch. None for a method without a budget."""
+    spec = specs.parse_method(result.method)
+    entry = spec.base.entry
+    if "epochs" not in entry.options:
         return None
-    rest = {k: v for k, v in settings.items() if k != "epochs"}
-    return stable_hash({"name": spec.base.entry.name, "settings": rest, "data": data}), settings["epochs"]
+    epochs = ((result.diagnostics or {}).get("training") or {}).get("epochs") or spec.base.cfg.get("epochs")
+    if not isinstance(epochs, int):
+        return None
+    base = specs.MethodSpec(specs.Component(entry, {**spec.base.cfg, "epochs": entry.defaults().get("epochs")}))
+    return f"{base.pretrain_canonical()} on {result.world or result.data_fingerprint}", epochs
 
 
 def study_verdicts(results: Iterable[CellResult],
@@ -204,16 +209,12 @@ def study_verdicts(results: Iterable[CellResult],
     plateau before learning fails it."""
     points: dict[tuple[str, int, str], Point] = {}
     classes: dict[str, int] = {}
-    families: dict[tuple[str, str | None], tuple[str, int] | None] = {}
 
     def family(r: CellResult) -> tuple[str, int] | None:
-        key = (r.method, r.world or r.data_fingerprint)   # the world: every task's cells share its corpus
-        if key not in families:
-            try:
-                families[key] = _family(specs.parse_method(key[0]), key[1])
-            except UserError:      # a plugin method that is not installed here: it cannot be judged
-                families[key] = None
-        return families[key]
+        try:
+            return _family(r)
+        except UserError:          # a plugin method that is not installed here: it cannot be judged
+            return None
 
     for r in results:
         if r.task_name != PROBE_TASK or r.refiners:

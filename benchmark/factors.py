@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from . import stats
 from .atomic import atomic_write
+from .contracts import UserError
 from .results import CellResult
 
 FACTORS = ("semantic", "scene", "nuisance")
@@ -24,22 +25,21 @@ TITLE = "Ground-truth factor probes: held-out R² of each clip's true semantics,
 
 
 def shown_as(bases: Sequence[str]) -> Callable[[str], str | None]:
-    """method spec -> the first of `bases` that is the same pretraining (`dcid@epochs=64` is `dcid` when 64 is
-    its preset), None when none is: the table and figure show the pretrainings the tables show, under their
-    names, not every budget a study left in the store."""
+    """method spec -> the one of `bases` that is its pretraining (inference-only options aside: `srcid@only1=true`
+    is `srcid`), None when none is: the table and figure show the pretrainings the tables show, matched by spec as
+    the tables match their rows, not every budget a study left in the store."""
     from . import spec as specs
 
-    def identity(method: str):
+    def pretraining(method: str) -> str | None:
         try:
-            parsed = specs.parse_method(method)
-        except Exception:          # a plugin that is not installed here
+            return specs.parse_method(method).pretrain_canonical()
+        except UserError:          # a plugin that is not installed here
             return None
-        return parsed.base.entry.name, specs.stable_hash(specs.pretrain_settings(parsed) or parsed.pretrain_resolved())
-    known: dict = {}
+    known: dict[str, str] = {}
     for base in bases:
-        known.setdefault(identity(base), base)
+        known.setdefault(pretraining(base), base)
     known.pop(None, None)
-    return lambda method: known.get(identity(method))
+    return lambda method: known.get(pretraining(method))
 
 
 def collect(results: Sequence[CellResult], world: str | None = None,
