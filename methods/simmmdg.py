@@ -123,6 +123,7 @@ class LabelledCorpus:
             raise UserError(f"corpus labels/clip has {len(labels)} entries for {len(corpus)} clips")
         self.corpus, self.labels_clip = corpus, labels
         self.modalities, self.fingerprint = corpus.modalities, corpus.fingerprint
+        self.file = getattr(corpus, "file", None)     # the true factors the factor probes read (synthetic worlds)
 
     def __len__(self) -> int:
         return len(self.corpus)

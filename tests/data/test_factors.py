@@ -63,6 +63,14 @@ def test_codebook_methods_probe_codes_and_features_and_real_data_has_none(corpor
     assert factors.factor_probes(pretrain("cca", old, dim=8), old) is None
 
 
+def test_a_continuous_method_trained_on_a_labelled_view_carries_its_probes(corpora):
+    """SimMMDG trains on its corpus wrapped with the clip labels; the probes still reach the true factors."""
+    corpus, _ = corpora
+    pre = pretrain("simmmdg", corpus, scale="smoke", epochs=1)
+    r2 = pre.diagnostics()["factors"]["r2"]
+    assert set(r2) >= {"audio", "video"} and set(r2["audio"]) == {"features"}, r2
+
+
 def test_factor_table_and_figure_read_the_store(corpora, tmp_path, capsys):
     """Cells carry their pretraining's probes; `table factors` writes one row per pretraining (cells of other
     tasks and refined cells are not counted twice) and `plot report` draws the figure; a store without probes
