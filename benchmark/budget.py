@@ -184,6 +184,35 @@ def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Budg
     return points
 
 
+def probe_keys(results: Iterable[CellResult], methods: Sequence[str], budgets: Budgets) -> dict[tuple[str, int], dict[int, str]]:
+    """The pretraining key behind each (method, budget, seed) probe: what a recorded study vouches for."""
+    wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b)
+              for m, bs in budgets_of(methods, budgets).items() for b in bs}
+    keys: dict[tuple[str, int], dict[int, str]] = {}
+    for r in results:
+        hit = wanted.get(r.method)
+        if hit is not None and r.task_name == PROBE_TASK and r.pretrain_key:
+            keys.setdefault(hit, {})[r.seed] = r.pretrain_key
+    return keys
+
+
+RECORD = Path("tables") / "budget.json"     # under a results folder: where `budget` writes its study
+
+
+def recorded_verdicts(path: Path) -> dict[str, bool]:
+    """{pretraining key: converged} from a study's committed `budget.json` (its rows' `pretrain_keys`): the proof
+    a store without the study's probes still has, so a fresh `make bench` marks † as the study found. A missing
+    or unreadable file is no proof ({}); keys are exact (method settings, corpus and seed), so a study of another
+    world or setting vouches for nothing here."""
+    import json
+    try:
+        rows = json.loads(Path(path).read_text()).get("rows") or []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {key: bool(row["converged"]) for row in rows if isinstance(row, dict) and row.get("converged") is not None
+            for key in (row.get("pretrain_keys") or {}).values()}
+
+
 def _family(result: CellResult) -> tuple[str, int] | None:
     """(the pretraining behind a cell apart from its budget, the epochs it trained): its base spec without
     inference-only options and `epochs`, on its world (every task's cells share the world's corpus), and the
@@ -200,13 +229,14 @@ def _family(result: CellResult) -> tuple[str, int] | None:
     return f"{base.pretrain_canonical()} on {result.world or result.data_fingerprint}", epochs
 
 
-def study_verdicts(results: Iterable[CellResult],
-                   directions: Sequence[str] = ("V->A", "A->A")) -> Callable[[CellResult], bool | None]:
+def study_verdicts(results: Iterable[CellResult], directions: Sequence[str] = ("V->A", "A->A"),
+                   recorded: Mapping[str, bool] | None = None) -> Callable[[CellResult], bool | None]:
     """What tables mark: whether the budget study held in `results` shows the pretraining behind a cell converged
-    at its budget (the study's rule, `converged`, on every direction; chance read off the probe cells), None
-    where `results` hold no study of it (no probe at twice its budget). The study is the stronger test: a loss
-    that still falls slowly (contrastive and supervised objectives keep fitting the corpus) passes it, and a
-    plateau before learning fails it."""
+    at its budget (the study's rule, `converged`, on every direction; chance read off the probe cells), else
+    what a `recorded` study (`recorded_verdicts`) says of the cell's pretraining key, None where neither covers
+    it (no probe at twice its budget). The study is the stronger test: a loss that still falls slowly
+    (contrastive and supervised objectives keep fitting the corpus) passes it, and a plateau before learning
+    fails it."""
     points: dict[tuple[str, int, str], Point] = {}
     classes: dict[str, int] = {}
 
@@ -232,11 +262,12 @@ def study_verdicts(results: Iterable[CellResult],
 
     def verdict(result: CellResult) -> bool | None:
         hit = family(result)
-        if hit is None:
-            return None
-        chance = 100.0 / classes[hit[0]] if hit[0] in classes else None
-        flags = [converged(points, hit[0], hit[1], d, chance=chance) for d in directions]
-        return None if any(f is None for f in flags) else all(flags)
+        if hit is not None:
+            chance = 100.0 / classes[hit[0]] if hit[0] in classes else None
+            flags = [converged(points, hit[0], hit[1], d, chance=chance) for d in directions]
+            if all(f is not None for f in flags):
+                return all(flags)
+        return (recorded or {}).get(result.pretrain_key or "")
     return verdict
 
 

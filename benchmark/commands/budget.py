@@ -115,8 +115,9 @@ def main(args) -> int:
     chosen = budget.choose_budget(points, methods, plan, chance=chance)
     per_method = budget.choose_budgets(points, methods, plan, chance=chance)
     out = Path(args.out or args.results)
+    keys = budget.probe_keys([o.result for o in outcomes if o.result], methods, plan)
     write_outputs(out, args.name, rows, points, methods, plan, chosen, seeds, options.world.label, classes,
-                  per_method)
+                  per_method, keys)
     return 1 if failed else 0
 
 
@@ -134,7 +135,10 @@ def _preset_epochs(method: str) -> int | None:
 
 
 def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, seeds, world_label,
-                  classes: int, per_method: dict[str, int | None] | None = None) -> None:
+                  classes: int, per_method: dict[str, int | None] | None = None,
+                  keys: dict[tuple[str, int], dict[int, str]] | None = None) -> None:
+    """The table (md, csv), the figure and `<name>.json`, whose rows also carry the pretraining key of each probed
+    seed: tables read the verdicts off it where the store holds no probes (`budget.recorded_verdicts`)."""
     chance = 100 / classes
     tables, figures = out / "tables", out / "figures"
     tables.mkdir(parents=True, exist_ok=True)
@@ -180,7 +184,12 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     atomic_write_text(tables / f"{name}.md", markdown)
     atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "per_method": per_method,
                                                             "presets": presets, "budgets": plan, "seeds": seeds,
-                                                            "world": world_label, "rows": rows}, indent=1))
+                                                            "world": world_label,
+                                                            "rows": [{**r, "pretrain_keys": {
+                                                                str(s): k for s, k in sorted(
+                                                                    (keys or {}).get((r["method"], r["epochs"]),
+                                                                                     {}).items())}}
+                                                                for r in rows]}, indent=1))
     from ..report_plots import plot_budget_curves
     plot_budget_curves(points, methods, every, dirs, figures / f"{name}_curves.png", chance, budget.LEARNED_FACTOR,
                        chosen)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .. import outputs, tables
+from .. import budget, outputs, tables
 from ..api import read_store
 from ..contracts import UserError
 from ..spec import check_seeds
@@ -79,8 +79,9 @@ def main(args) -> int:
     out = outputs.check_dir(Path(args.out) if args.out else results_dir / "tables", "--out")
     any_missing = False
     display = tables.Display(paper=not args.no_paper, ci=not args.no_ci)
+    recorded = budget.recorded_verdicts(results_dir / budget.RECORD)
     for spec in specs:
-        bt = tables.build(spec, results, world=args.world, seeds=args.seeds, display=display)
+        bt = tables.build(spec, results, world=args.world, seeds=args.seeds, display=display, recorded=recorded)
         if "terminal" in formats:
             console.print(tables.to_rich(bt, width=console.width))
         for line in bt.warnings + tables.missing_lines(bt):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .. import stats
 from ..results import CellResult, as_results
@@ -135,25 +135,27 @@ def default_seeds(table: TableSpec, index, wanted: set[tuple[str, str]]) -> tupl
                     f"there ({shown}); pass --seeds to include them"]
 
 
-def _study(results: Sequence[CellResult | dict]):
+def _study(results: Sequence[CellResult | dict], recorded: Mapping[str, bool] | None = None):
     from ..budget import study_verdicts     # lazily: the budget study's module pulls in the runner
-    return study_verdicts(as_results(results))
+    return study_verdicts(as_results(results), recorded=recorded)
 
 
 def unconverged(result: CellResult, study) -> bool:
-    """† for a cell: the budget study in the store says its pretraining's budget is not converged, or, where the
-    store holds no study of it, its loss diagnostic does (`benchmark.convergence`)."""
+    """† for a cell: the budget study says its pretraining's budget is not converged — the study's probes in the
+    store, else the study's committed record of that pretraining — or, where no study covers it, its loss
+    diagnostic does (`benchmark.convergence`)."""
     verdict = study(result)
     return verdict is False if verdict is not None else result.converged is False
 
 
 def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | None = None,
-          seeds: Sequence[int] | None = None, display: Display = Display()) -> BuiltTable:
+          seeds: Sequence[int] | None = None, display: Display = Display(),
+          recorded: Mapping[str, bool] | None = None) -> BuiltTable:
     """Resolve every (row, column) cell against the store. `seeds` None = `default_seeds`; cells with different
     seed counts add a warning."""
     wanted = {(m, t) for m, t, _ in table_cells(table)}
     index = build_index(results, world, wanted)
-    study = _study(results)
+    study = _study(results, recorded)
     notes: list[str] = []
     if seeds is None:
         seeds, notes = default_seeds(table, index, wanted)

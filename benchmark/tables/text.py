@@ -147,9 +147,9 @@ def caption(bt: BuiltTable) -> str:
     if floors:
         parts.append(floors)
     if any(c.unconverged for line in bt.cells for c in line):
-        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged: the budget study in the "
-                     f"store finds its AVE probe still moving at twice its budget, or, where the store holds no "
-                     f"study of it, {convergence.RULE}.")
+        parts.append(f"{UNCONVERGED_MARK} = a pretraining behind this cell is not converged: the budget study (its probes "
+                     f"in the store, else its record in tables/budget.json) finds its AVE probe still moving at "
+                     f"twice its budget, or, where no study covers it, {convergence.RULE}.")
     if any(c.below_floor for line in bt.cells for c in line):
         parts.append(f"{BELOW_FLOOR_MARK} = at or below the floor of its labels (what an uninformative predictor "
                      f"scores: all-positive F1, chance mAP): the cell measures nothing.")

@@ -257,6 +257,11 @@ def test_budget_command_writes_table_and_figure_with_the_probe_tasks_chance(worl
     assert all(0 < r[f"codes used {m} %"] <= 100 for r in rows for m in ("audio", "video", "text"))
     assert "codes used A / V / T (%)" in md
     assert (tmp_path / "o/figures/budget_curves.png").stat().st_size > 0
+    seeds = json.loads((tmp_path / "o/tables/budget.json").read_text())["seeds"]
+    for r in rows:     # what tables read as the study's proof: the key of each seed's pretraining, as stored
+        assert sorted(map(int, r["pretrain_keys"])) == seeds
+        assert all((tmp_path / "s/pretrain/cmcm" / k).is_dir() for k in r["pretrain_keys"].values())
+    assert len({k for r in rows for k in r["pretrain_keys"].values()}) == 2 * len(seeds)
 
 
 def test_grid_method_options_pin_every_spec_once(tmp_path):

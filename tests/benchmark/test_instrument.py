@@ -205,6 +205,41 @@ def test_tables_mark_a_cell_by_the_budget_study_in_the_store_before_its_loss():
     assert study(detection) is True and not unconverged(detection, study)
 
 
+def test_a_recorded_study_vouches_for_its_pretrainings_in_a_store_without_its_probes(tmp_path):
+    """A fresh store holds no probes, yet the committed study (budget.json, each row's pretraining keys) still
+    decides †: a converged key is not † although its loss still falls, an unconverged one is, a row without a
+    verdict and a key it does not name leave the loss diagnostic to decide, and the store's own probes come
+    first."""
+    import json
+    from benchmark.tables.build import unconverged
+    record = tmp_path / "budget.json"
+    record.write_text(json.dumps({"rows": [
+        {"method": "dcid", "epochs": 2, "converged": True, "pretrain_keys": {"0": "k-fast", "1": "k-fast-1"}},
+        {"method": "srcid", "epochs": 64, "converged": False, "pretrain_keys": {"0": "k-moving"}},
+        {"method": "srcid", "epochs": 128, "converged": None, "pretrain_keys": {"0": "k-open"}}]}))
+    recorded = budget.recorded_verdicts(record)
+    assert recorded == {"k-fast": True, "k-fast-1": True, "k-moving": False}
+    assert budget.recorded_verdicts(tmp_path / "missing.json") == {}
+    (tmp_path / "broken.json").write_text("{")
+    assert budget.recorded_verdicts(tmp_path / "broken.json") == {}
+
+    def cell(method, key, falling):
+        c = _probe(method, 0, 50, 60, falling=falling)
+        c.pretrain_key = key
+        return c
+    study = budget.study_verdicts([], recorded=recorded)
+    fast = cell("dcid@epochs=2", "k-fast", falling=True)
+    assert fast.converged is False and study(fast) is True and not unconverged(fast, study)
+    moving = cell("srcid@epochs=64", "k-moving", falling=False)
+    assert moving.converged is not False and study(moving) is False and unconverged(moving, study)
+    for key in ("k-open", "k-unknown"):
+        loose = cell("srcid@epochs=128", key, falling=True)
+        assert study(loose) is None and unconverged(loose, study)
+    # the store's probes of the same family override the record: here they show dcid@2 still moving
+    probes = [_probe(f"dcid@epochs={e}", s, 50 + v + s, 60 + v + s) for s in range(3) for e, v in ((2, 0), (4, 9))]
+    assert budget.study_verdicts(probes, recorded=recorded)(fast) is False
+
+
 def test_budget_command_checks_epochs_of_before_any_work(tmp_path, capsys):
     from benchmark.__main__ import main as cli_main
     base = ["budget", "--method", "turn", "dcid", "--epochs", "2", "4", "--results", str(tmp_path), "-q"]
