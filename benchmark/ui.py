@@ -340,9 +340,11 @@ def mean_ci(values: list[float]) -> str:
     return fmt(summary.mean) + (f" ± {fmt(summary.half_width)}" if summary.ci_defined else "")
 
 
-def grid_tables(results: list[CellResult]) -> list[Table]:
+def grid_tables(results: list[CellResult], unconverged: Callable[[CellResult], bool] | None = None) -> list[Table]:
     """After a grid: per task, methods × directions of the task's main metric, mean ± CI over the seeds found;
-    † marks a method whose pretraining says it is not converged (as the paper tables do)."""
+    † marks a method a cell of which is `unconverged` (default: its loss diagnostic fails; commands pass the rule
+    tables use, `_common.unconverged_rule`)."""
+    unconverged = unconverged or (lambda r: r.converged is False)
     by_task: dict[str, dict[str, list[CellResult]]] = {}
     for r in results:
         by_task.setdefault(r.task, {}).setdefault(r.method, []).append(r)
@@ -352,7 +354,7 @@ def grid_tables(results: list[CellResult]) -> list[Table]:
         directions = direction_order(d for rs in per_method.values() for r in rs for d in r.metrics)
         seeds = sorted({r.seed for rs in per_method.values() for r in rs})
         title = (f"{task} · {first.main_metric} · mean ± 95% CI over seeds {' '.join(map(str, seeds))}"
-                 + (" · † not converged" if any(r.converged is False for rs in per_method.values() for r in rs)
+                 + (" · † not converged" if any(unconverged(r) for rs in per_method.values() for r in rs)
                     else ""))
         table = Table(title=title, title_justify="left", min_width=min(len(title), 100))
         table.add_column("method")
@@ -360,7 +362,7 @@ def grid_tables(results: list[CellResult]) -> list[Table]:
         for d in directions:
             table.add_column(d, justify="right")
         for method, rs in per_method.items():
-            mark = "†" if any(r.converged is False for r in rs) else ""
+            mark = "†" if any(unconverged(r) for r in rs) else ""
             cells = [mean_ci([v for r in rs if (v := r.score(d)) is not None]) for d in directions]
             table.add_row(method + mark, str(len(rs)), *cells)
         tables.append(table)

@@ -96,6 +96,15 @@ def execute(planner, args, profile_default: str = "default", title: str = "cells
     return outcomes, code
 
 
+def unconverged_rule(results, results_dir):
+    """What marks † after a run, as tables mark it: the budget study (the run's own probes, else the study recorded
+    under `results_dir`), else the loss diagnostic."""
+    from .. import budget
+    from ..tables.build import unconverged
+    study = budget.study_verdicts(results, recorded=budget.recorded_verdicts(Path(results_dir) / budget.RECORD))
+    return lambda result: unconverged(result, study)
+
+
 def print_results(outcomes) -> None:
     """One directions × metrics table per cell; with several seeds, then one mean ± CI table per (method, task)."""
     by_pair: dict[tuple[str, str], list] = {}

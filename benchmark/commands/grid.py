@@ -7,7 +7,7 @@ from ..spec import at_smoke_scale
 from ..store import Store
 from ..tables.text import SMOKE_BANNER
 from ..ui import console, grid_tables
-from ._common import add_run_options, execute, options_from
+from ._common import add_run_options, execute, options_from, unconverged_rule
 
 
 def add_parser(sub) -> None:
@@ -44,8 +44,8 @@ def main(args) -> int:
     migrate.migrate(Store(args.results))     # an older store's pretrainings to today's keys, once per store
     outcomes, code = execute(lambda world: expand_all(grids, args.seeds, world), args, profile, title=name)
     if not args.quiet:
-        for table in grid_tables([o.result for o in sorted(outcomes, key=lambda o: o.cell.sort_key())
-                                  if o.result is not None]):
+        shown = [o.result for o in sorted(outcomes, key=lambda o: o.cell.sort_key()) if o.result is not None]
+        for table in grid_tables(shown, unconverged_rule(shown, args.results)):
             console.print(table)
     if smoke:
         console.print(f"[bold yellow]{SMOKE_BANNER}[/]", soft_wrap=True, highlight=False)

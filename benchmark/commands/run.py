@@ -9,7 +9,7 @@ from .. import spec as specs
 from ..api import all_tasks
 from ..tables.text import SMOKE_BANNER
 from ..ui import console, grid_tables
-from ._common import add_run_options, execute, print_results
+from ._common import add_run_options, execute, print_results, unconverged_rule
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,8 @@ def main(args) -> int:
     else:   # side by side, in the order given: a table per cell would scatter the comparison over the screen
         order = {specs.parse_method(m).canonical(): i for i, m in enumerate(methods)}
         ranked = sorted(outcomes, key=lambda o: order.get(o.cell.method.canonical(), len(order)))
-        for table in grid_tables([o.result for o in ranked if o.result is not None]):
+        shown = [o.result for o in ranked if o.result is not None]
+        for table in grid_tables(shown, unconverged_rule(shown, args.results)):
             console.print(table)
     if args.profile == "smoke":
         console.print(f"[bold yellow]{SMOKE_BANNER}[/]", soft_wrap=True, highlight=False)

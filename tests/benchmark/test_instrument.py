@@ -240,6 +240,31 @@ def test_a_recorded_study_vouches_for_its_pretrainings_in_a_store_without_its_pr
     assert budget.study_verdicts(probes, recorded=recorded)(fast) is False
 
 
+def test_the_summary_after_a_run_marks_dagger_as_tables_do(tmp_path):
+    """`run`/`grid` print a per-task summary: a cell whose loss still falls but whose pretraining the recorded study
+    proves converged has no †, one the study finds moving has †, whatever its loss says."""
+    import json
+    from benchmark.commands._common import unconverged_rule
+    from benchmark.ui import grid_tables, console
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables/budget.json").write_text(json.dumps({"rows": [
+        {"method": "turn", "epochs": 32, "converged": True, "pretrain_keys": {"0": "k-turn"}},
+        {"method": "srcid", "epochs": 64, "converged": False, "pretrain_keys": {"0": "k-srcid"}}]}))
+    turn = _probe("turn@epochs=32", 0, 90, 95, falling=True)
+    srcid = _probe("srcid@epochs=64", 0, 80, 85, falling=False)
+    turn.pretrain_key, srcid.pretrain_key = "k-turn", "k-srcid"
+
+    def shown(rule):
+        with console.capture() as cap:
+            for table in grid_tables([turn, srcid], rule):
+                console.print(table)
+        return cap.get()
+    text = shown(unconverged_rule([turn, srcid], tmp_path))
+    assert "srcid@epochs=64†" in text and "turn@epochs=32†" not in text
+    text = shown(None)        # the loss diagnostic alone says the reverse
+    assert "turn@epochs=32†" in text and "srcid@epochs=64†" not in text
+
+
 def test_budget_command_checks_epochs_of_before_any_work(tmp_path, capsys):
     from benchmark.__main__ import main as cli_main
     base = ["budget", "--method", "turn", "dcid", "--epochs", "2", "4", "--results", str(tmp_path), "-q"]
