@@ -162,13 +162,18 @@ class Point:
         return stats.summarize([self.values[s] for s in sorted(self.values)])
 
 
+def _probed(methods: Sequence[str], budgets: Budgets) -> dict[str, tuple[str, int]]:
+    """{canonical spec of a probe's pretraining: (method, budget)}: how a probe cell is told apart."""
+    return {specs.parse_method(with_epochs(m, b)).canonical(): (m, b)
+            for m, bs in budgets_of(methods, budgets).items() for b in bs}
+
+
 def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Budgets, metric: str = "acc",
             directions: Sequence[str] = PROBE_DIRECTIONS) -> dict[tuple[str, int, str], Point]:
     """Probe scores per (method, budget, direction) from cell results, and the pretraining's codebook usage per
     modality (share of codes used) under direction `usage:<modality>` — the learning curves' early plateau is a
     codebook that video and text collapse onto a handful of codes, and the table shows it."""
-    wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b)
-              for m, bs in budgets_of(methods, budgets).items() for b in bs}
+    wanted = _probed(methods, budgets)
     points: dict[tuple[str, int, str], Point] = {}
     for r in results:
         hit = wanted.get(r.method)
@@ -186,8 +191,7 @@ def collect(results: Iterable[CellResult], methods: Sequence[str], budgets: Budg
 
 def probe_keys(results: Iterable[CellResult], methods: Sequence[str], budgets: Budgets) -> dict[tuple[str, int], dict[int, str]]:
     """The pretraining key behind each (method, budget, seed) probe: what a recorded study vouches for."""
-    wanted = {specs.parse_method(with_epochs(m, b)).canonical(): (m, b)
-              for m, bs in budgets_of(methods, budgets).items() for b in bs}
+    wanted = _probed(methods, budgets)
     keys: dict[tuple[str, int], dict[int, str]] = {}
     for r in results:
         hit = wanted.get(r.method)

@@ -182,14 +182,11 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
                      f"{_fmt(r['A->A mean'], r['A->A ci95'])} | {used_text} | {mark} |")
     markdown = "\n".join(lines) + "\n"
     atomic_write_text(tables / f"{name}.md", markdown)
+    keyed = [{**r, "pretrain_keys": {str(seed): key for seed, key in
+                                     sorted((keys or {}).get((r["method"], r["epochs"]), {}).items())}} for r in rows]
     atomic_write_text(tables / f"{name}.json", json.dumps({"chosen": chosen, "per_method": per_method,
                                                             "presets": presets, "budgets": plan, "seeds": seeds,
-                                                            "world": world_label,
-                                                            "rows": [{**r, "pretrain_keys": {
-                                                                str(s): k for s, k in sorted(
-                                                                    (keys or {}).get((r["method"], r["epochs"]),
-                                                                                     {}).items())}}
-                                                                for r in rows]}, indent=1))
+                                                            "world": world_label, "rows": keyed}, indent=1))
     from ..report_plots import plot_budget_curves
     plot_budget_curves(points, methods, every, dirs, figures / f"{name}_curves.png", chance, budget.LEARNED_FACTOR,
                        chosen)
