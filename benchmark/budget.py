@@ -203,6 +203,17 @@ def probe_keys(results: Iterable[CellResult], methods: Sequence[str], budgets: B
 RECORD = Path("tables") / "budget.json"     # under a results folder: where `budget` writes its study
 
 
+def recorded_studies(results_dir: Path) -> dict[str, bool]:
+    """Every study committed under `results_dir` (`tables/budget*.json`: the main one and any later study of a
+    few methods written with `--name`, e.g. one that adds a larger budget), merged; where two disagree on a key,
+    not converged wins (a larger probed budget can only take a verdict back)."""
+    merged: dict[str, bool] = {}
+    for path in sorted((Path(results_dir) / RECORD.parent).glob("budget*.json")):
+        for key, verdict in recorded_verdicts(path).items():
+            merged[key] = merged.get(key, True) and verdict
+    return merged
+
+
 def recorded_verdicts(path: Path) -> dict[str, bool]:
     """{pretraining key: converged} from a study's committed `budget.json` (its rows' `pretrain_keys`): the proof
     a store without the study's probes still has, so a fresh `make bench` marks † as the study found. A missing

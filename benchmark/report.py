@@ -166,14 +166,21 @@ def _short(sha: str | None, dirty: bool | None = False) -> str:
 
 def provenance(store: Path, head: str | None = None) -> list[dict]:
     """One row per cell: what identifies it and how it was made (result.json, env.json); `older` when the code
-    that computed it is not `head` (the checkout rendering the report; a dirty tree counts as other code)."""
+    that computed it is not `head` (the checkout rendering the report; a dirty tree counts as other code).
+    `converged` is what the tables' † reads (the budget study, its committed record, else the loss diagnostic),
+    named with its source, so the report and the tables never disagree on a cell."""
+    from . import budget
+    results = list(Store(store).results())
+    study = budget.study_verdicts(results, recorded=budget.recorded_studies(Path(store)))
     rows = []
-    for r in Store(store).results():
+    for r in results:
         env = r.sidecar(ENV) or {}
-        flag = r.converged
+        verdict, source = study(r), "study"
+        if verdict is None:
+            verdict, source = r.converged, "loss"
         rows.append({"task": r.task, "method": r.method, "seed": r.seed, "key": r.key,
                      "world": r.world, "fingerprint": r.data_fingerprint, "pretrain": r.pretrain_key,
-                     "converged": "—" if flag is None else ("yes" if flag else "no"),
+                     "converged": "—" if verdict is None else f"{'yes' if verdict else 'no'} ({source})",
                      "created": r.created, "git": _short(env.get("git_sha"), env.get("git_dirty")) if env.get(
                          "git_sha") else "",
                      "older": head is not None and (env.get("git_sha") != head or bool(env.get("git_dirty")))})
@@ -281,7 +288,8 @@ def render(store: Path) -> tuple[str, list[str]]:
     out.append(markdown_html(claims_md.read_text(), md) if claims_md.is_file() else '<p class="note">none</p>')
     out.append('<h2 id="provenance-section">Provenance</h2>'
                f'<details><summary>{len(cells)} cells: method spec, task, seed, cell key, world and its fingerprint, '
-               "pretraining key, convergence, code version</summary>"
+               "pretraining key, convergence (the budget study where it covers the pretraining, else the loss), "
+               "code version</summary>"
                '<input id="prov-filter" type="search" placeholder="filter, e.g. dcid ave">'
                f' <span id="prov-count">{len(cells)}</span> shown<div class="scroll">'
                '<table id="provenance"><thead><tr><th>task</th><th>method</th><th>seed</th><th>key</th><th>world</th>'

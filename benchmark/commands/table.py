@@ -79,7 +79,7 @@ def main(args) -> int:
     out = outputs.check_dir(Path(args.out) if args.out else results_dir / "tables", "--out")
     any_missing = False
     display = tables.Display(paper=not args.no_paper, ci=not args.no_ci)
-    recorded = budget.recorded_verdicts(results_dir / budget.RECORD)
+    recorded = budget.recorded_studies(results_dir)
     for spec in specs:
         bt = tables.build(spec, results, world=args.world, seeds=args.seeds, display=display, recorded=recorded)
         if "terminal" in formats:

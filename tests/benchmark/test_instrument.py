@@ -222,6 +222,16 @@ def test_a_recorded_study_vouches_for_its_pretrainings_in_a_store_without_its_pr
     assert budget.recorded_verdicts(tmp_path / "missing.json") == {}
     (tmp_path / "broken.json").write_text("{")
     assert budget.recorded_verdicts(tmp_path / "broken.json") == {}
+    tables = tmp_path / "store" / "tables"            # a later study of one method, written with --name
+    tables.mkdir(parents=True)
+    (tables / "budget.json").write_text(record.read_text())
+    (tables / "budget_srcid.json").write_text(json.dumps({"rows": [
+        {"method": "srcid", "epochs": 128, "converged": True, "pretrain_keys": {"0": "k-open"}},
+        {"method": "dcid", "epochs": 2, "converged": False, "pretrain_keys": {"1": "k-fast-1"}}]}))
+    (tables / "budget.md").write_text("not a record")
+    assert budget.recorded_studies(tmp_path / "store") == {"k-fast": True, "k-fast-1": False, "k-moving": False,
+                                                           "k-open": True}   # disagreement: not converged wins
+    assert budget.recorded_studies(tmp_path / "nothing") == {}
 
     def cell(method, key, falling):
         c = _probe(method, 0, 50, 60, falling=falling)

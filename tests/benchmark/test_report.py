@@ -30,12 +30,16 @@ def store(tmp_path):
     root = tmp_path / "store"
     shutil.copytree(REPO / "results" / "tables", root / "tables")
     shutil.copytree(REPO / "results" / "figures", root / "figures")
-    for key, method, converged in (("aaaa000000000001", "dcid", False), ("aaaa000000000002", "cca", None)):
+    proven = next(key for row in json.loads((root / "tables" / "budget.json").read_text())["rows"]
+                  if row["converged"] for key in row["pretrain_keys"].values())
+    for key, method, converged, pretrain in (("aaaa000000000001", "dcid", False, None),
+                                             ("aaaa000000000002", "cca", None, None),
+                                             ("aaaa000000000003", "dcid", False, proven)):
         cell = root / "cells" / "ave" / method / key
         cell.mkdir(parents=True)
         training = {} if converged is None else {"training": {"converged": converged}}
         (cell / "result.json").write_text(json.dumps({
-            "key": key, "method": method, "task": "ave", "seed": 0, "world": "default-s0",
+            "key": key, "method": method, "task": "ave", "seed": 0, "world": "default-s0", "pretrain_key": pretrain,
             "data_fingerprint": "e889f61b2bf7c31f", "metrics": {"V->A": {"acc": 40.0}}, "diagnostics": training}))
         (cell / "env.json").write_text(json.dumps({"git_sha": "0123456789abcdef", "git_dirty": True}))
     return root
@@ -76,8 +80,10 @@ def test_report_holds_every_table_figure_claim_and_cell(store, capsys):
     assert page.count('src="data:image/png;base64,') == figures
     assert "Claims of the papers" in page and "FCCID &gt; DCID" in page
     prov = page[page.index('<table id="provenance">'):]
-    assert prov.count("<tr") == 3 and "aaaa000000000001" in prov and "0123456789+dirty" in prov
-    assert ">no<" in prov and ">—<" in prov                                     # converged: false / training-free
+    assert prov.count("<tr") == 4 and "aaaa000000000001" in prov and "0123456789+dirty" in prov
+    rows = {r[r.index("aaaa"):][:16]: r for r in prov.split("<tr")[2:]}
+    assert ">no (loss)<" in rows["aaaa000000000001"] and ">—<" in rows["aaaa000000000002"]   # no study: the loss
+    assert ">yes (study)<" in rows["aaaa000000000003"]          # the committed study outranks the loss, as in tables
     assert "default-src 'none'" in page                                         # the page may load nothing
     assert not re.search(r'(src|href)="(https?:)?//', page)
 
@@ -125,9 +131,9 @@ def test_report_in_headless_chromium(store, tmp_path, capsys):
 def test_report_names_head_and_marks_cells_of_other_code(store, capsys):
     from benchmark.store import environment
     head = environment()
-    cell = store / "cells" / "ave" / "chance" / "aaaa000000000003"
+    cell = store / "cells" / "ave" / "chance" / "aaaa000000000004"
     cell.mkdir(parents=True)
-    (cell / "result.json").write_text(json.dumps({"key": "aaaa000000000003", "method": "chance", "task": "ave",
+    (cell / "result.json").write_text(json.dumps({"key": "aaaa000000000004", "method": "chance", "task": "ave",
                                                   "seed": 0, "world": "default-s0", "metrics": {"V->A": {"acc": 3}}}))
     (cell / "env.json").write_text(json.dumps({"git_sha": head["git_sha"], "git_dirty": False}))
     code, err = cli(capsys, "report", "--results", store)
@@ -135,10 +141,10 @@ def test_report_names_head_and_marks_cells_of_other_code(store, capsys):
     page = (store / "report" / "index.html").read_text()
     header = page[page.index("<header>"):page.index("</header>")]
     assert f"code HEAD {(head['git_sha'] or '?')[:10]}" in header
-    assert "2 of 3 cells computed by other code" in header                    # the fixture's two cells
+    assert "3 of 4 cells computed by other code" in header                    # the fixture's three cells
     prov = page[page.index('<table id="provenance">'):]
     rows = re.findall(r"<tr( class=\"older\")?><td>[^<]*</td><td>([^<]*)</td>", prov)
-    assert sorted((m, bool(c)) for c, m in rows) == [("cca", True), ("chance", False), ("dcid", True)]
+    assert sorted((m, bool(c)) for c, m in rows) == [("cca", True), ("chance", False), ("dcid", True), ("dcid", True)]
 
 
 def test_table_of_contents_titles_are_unique(store, capsys):
