@@ -208,10 +208,15 @@ def recorded_studies(results_dir: Path) -> dict[str, bool]:
     few methods written with `--name`, e.g. one that adds a larger budget), merged; where two disagree on a key,
     not converged wins (a larger probed budget can only take a verdict back)."""
     merged: dict[str, bool] = {}
-    for path in sorted((Path(results_dir) / RECORD.parent).glob("budget*.json")):
+    for path in sorted((Path(results_dir) / RECORD.parent).glob(f"{RECORD.stem}*{RECORD.suffix}")):
         for key, verdict in recorded_verdicts(path).items():
             merged[key] = merged.get(key, True) and verdict
     return merged
+
+
+def store_verdicts(results: Iterable[CellResult], results_dir: Path) -> Callable[[CellResult], bool | None]:
+    """`study_verdicts` of `results` backed by every study committed under `results_dir`: what † reads."""
+    return study_verdicts(results, recorded=recorded_studies(results_dir))
 
 
 def recorded_verdicts(path: Path) -> dict[str, bool]:

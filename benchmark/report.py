@@ -171,7 +171,7 @@ def provenance(store: Path, head: str | None = None) -> list[dict]:
     named with its source, so the report and the tables never disagree on a cell."""
     from . import budget
     results = list(Store(store).results())
-    study = budget.study_verdicts(results, recorded=budget.recorded_studies(Path(store)))
+    study = budget.store_verdicts(results, Path(store))
     rows = []
     for r in results:
         env = r.sidecar(ENV) or {}

@@ -101,7 +101,7 @@ def unconverged_rule(results, results_dir):
     under `results_dir`), else the loss diagnostic."""
     from .. import budget
     from ..tables.build import unconverged
-    study = budget.study_verdicts(results, recorded=budget.recorded_studies(Path(results_dir)))
+    study = budget.store_verdicts(results, Path(results_dir))
     return lambda result: unconverged(result, study)
 
 
