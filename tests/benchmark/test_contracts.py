@@ -86,7 +86,7 @@ def test_base_cards_are_included_never_registered():
 PINNED_KEYS = {
     "cca": "cde722841b5e8445", "chance": "9f59f4598b385821", "cmcm": "f6b9c2e0d7250f2d", "codis": "882cda274e77a76f",
     "dcid": "8ccef10fdf5d2757", "fccid": "1d41b2c4106dadb6", "raw": "3f3ef1b1ea081c04",
-    "simmmdg": "4d431c58d85cce95", "srcid": "8a162cbf4de3de60", "tinymethod": "40a78735d39398c6",
+    "simmmdg": "4d431c58d85cce95", "srcid": "5d6a973761714344", "tinymethod": "40a78735d39398c6",
     "turn": "bc70e2df347d03b9", "vqvae": "bc1df37ce2423840", "tinymethod+toc": "c34c2eb265bba750",
     "ave": "bfea18e7c5a33701", "ave_avvp": "151d9fbdd0a58a23", "avvp": "013d1f8e2fbf7ca8",
     "retrieval": "718f77e2866bf3c4", "tinytask": "40a78735d39398c6", "toc_recon": "6678e498c4d9f303",

@@ -82,10 +82,17 @@ def test_inference_only_options_share_the_pretraining_but_not_the_cell():
 
 
 # --------------------------------------------------------------------------- the pool: worker death, Ctrl-C, events
+def _default_sigint() -> None:
+    """A terminal's shell starts the command with Ctrl-C at its default; a suite launched in the background
+    (`pytest ... &`, nohup) inherits SIGINT ignored, which Python then keeps ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list, world, store) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "benchmark", *args, "--data", str(world), "--results", str(store),
                              "-q", "--threads", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env={**os.environ, "COLUMNS": "250"})
+                            text=True, start_new_session=True, env={**os.environ, "COLUMNS": "250"},
+                            preexec_fn=_default_sigint)
 
 
 def _workers_of(pid: int) -> list[int]:
