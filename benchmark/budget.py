@@ -214,6 +214,50 @@ def recorded_studies(results_dir: Path) -> dict[str, bool]:
     return merged
 
 
+def preset_epochs(method: str) -> int | None:
+    """The epochs `method` trains with at its default scale (its card's preset, a family override included)."""
+    return (specs.pretrain_settings(specs.parse_method(method)) or {}).get("epochs")
+
+
+def proofs(results_dir: Path, methods: Sequence[str] | None = None,
+           keys: Mapping[str, set[str]] | None = None) -> list[dict[str, Any]]:
+    """Per method, the budget its card trains and what the committed studies (`tables/budget*.json`) say of it:
+    AVE V→A / A→A at that budget and at twice it, converged or not (not converged wins where studies disagree;
+    None where none probed twice the budget) and which study decides. A card whose preset moved off every
+    proven budget shows up here as unproven. `methods` defaults to every method some study probed; `keys`
+    (method -> the pretraining keys its cells in the store have) keeps only the study rows that judged those very
+    pretrainings (another world's or setting's study proves nothing here)."""
+    import json
+    studies = []
+    for path in sorted((Path(results_dir) / RECORD.parent).glob(f"{RECORD.stem}*{RECORD.suffix}")):
+        try:
+            rows = json.loads(path.read_text()).get("rows") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        studies.append((path.stem, {(r.get("method"), r.get("epochs")): r for r in rows if isinstance(r, dict)}))
+    if methods is None:
+        methods = list(dict.fromkeys(m for _, rows in studies for m, _ in rows))
+    out = []
+    for m in methods:
+        epochs = preset_epochs(m)
+        row: dict[str, Any] = {"method": m, "epochs": epochs, "converged": None, "study": None,
+                               **{f"{d} {w}": None for d in ("V->A", "A->A") for w in ("at", "at 2x")}}
+        for name, rows in studies:
+            at, twice = rows.get((m, epochs)), rows.get((m, 2 * epochs if epochs else None))
+            if at is None or at.get("converged") is None:
+                continue
+            if keys and keys.get(m) and not keys[m] & set((at.get("pretrain_keys") or {}).values()):
+                continue
+            if row["study"] is None or not at["converged"]:
+                row.update({f"{d} {where}": (r or {}).get(f"{d} mean") for d in ("V->A", "A->A")
+                            for where, r in (("at", at), ("at 2x", twice))})
+            row["converged"] = bool(at["converged"]) if row["converged"] is None else row["converged"] and \
+                bool(at["converged"])
+            row["study"] = name if row["study"] is None else f"{row['study']}, {name}"
+        out.append(row)
+    return out
+
+
 def store_verdicts(results: Iterable[CellResult], results_dir: Path) -> Callable[[CellResult], bool | None]:
     """`study_verdicts` of `results` backed by every study committed under `results_dir`: what † reads."""
     return study_verdicts(results, recorded=recorded_studies(results_dir))

@@ -127,13 +127,6 @@ def _fmt(mean, ci) -> str:
     return f"{mean:.2f}" + (f" ± {ci:.2f}" if ci is not None else "")
 
 
-def _preset_epochs(method: str) -> int | None:
-    """The epochs `method` trains with at its default scale (its card's preset, a family override included)."""
-    spec = specs.parse_method(method)
-    settings = specs.pretrain_settings(spec) or {}
-    return settings.get("epochs")
-
-
 def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, seeds, world_label,
                   classes: int, per_method: dict[str, int | None] | None = None,
                   keys: dict[tuple[str, int], dict[int, str]] | None = None) -> None:
@@ -150,7 +143,7 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(tables / f"{name}.csv", buf.getvalue())
-    presets = {m: _preset_epochs(m) for m in methods}
+    presets = {m: budget.preset_epochs(m) for m in methods}
     verdict = (f"**Converged: {chosen} epochs** — the smallest budget at which, for every method of this study "
                f"({', '.join(methods)}), AVE V→A and "
                f"A→A agree (within {budget.TOLERANCE:g} point, or the seed CI of the difference) with twice that "

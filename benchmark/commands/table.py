@@ -4,11 +4,14 @@ Never trains: cells the store lacks are listed in a warning block (and in `<name
 """
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
 from .. import budget, outputs, tables
 from ..api import read_store
+from ..atomic import atomic_write_text
 from ..contracts import UserError
 from ..spec import check_seeds
 from ..ui import console, err_console
@@ -91,7 +94,48 @@ def main(args) -> int:
             err_console.print(f"wrote {path}", soft_wrap=True, highlight=False)
     if args.table == "all":
         write_factors(args, formats, required=False, results=results)
+        write_budget_proofs(results_dir, out, formats, results)
     return 1 if args.strict and any_missing else 0
+
+
+def write_budget_proofs(results_dir: Path, out: Path, formats, results) -> None:
+    """`budget_proofs.md` / `.csv`: each studied method's card budget and the committed study that proves it
+    converged (`budget.proofs`), judged on the pretrainings this store's cells used where it has them."""
+    keys: dict[str, set[str]] = {}
+    for r in results:
+        if r.task_name == budget.PROBE_TASK and r.pretrain_key and "+" not in r.method and "@" not in r.method:
+            keys.setdefault(r.method, set()).add(r.pretrain_key)
+    rows = budget.proofs(results_dir, keys=keys)
+    if not rows:
+        return
+    mark = {True: "✓", False: "✗", None: "not proven"}
+
+    def pair(r, d):
+        at, twice = r.get(f"{d} at"), r.get(f"{d} at 2x")
+        return "—" if at is None else f"{at:.2f} / " + ("—" if twice is None else f"{twice:.2f}")
+
+    lines = ["**Each method's pretraining budget and its proof**", "",
+             "| Method | trains (epochs E) | AVE V→A at E / 2E | AVE A→A at E / 2E | converged at E | study |",
+             "|:---|---:|---:|---:|:---:|:---|"]
+    lines += [f"| {r['method']} | {r['epochs']} | {pair(r, 'V->A')} | {pair(r, 'A->A')} | {mark[r['converged']]} | "
+              f"{r['study'] or '—'} |" for r in rows]
+    lines += ["", f"E = the epochs the method's card trains at its default scale. Converged: the committed budget "
+                  f"study (`tables/<study>.md`, its rule there) finds AVE V→A and A→A at E within "
+                  f"{budget.TOLERANCE:g} point (or the seed CI) of 2E and every larger probed budget, with A→A ≥ "
+                  f"{budget.LEARNED_FACTOR:g}× chance; not converged where any study disagrees; not proven where no "
+                  f"study probed twice E on these pretrainings. Means over the study's seeds."]
+    if "terminal" in formats:
+        console.print("\n".join(lines), soft_wrap=True, highlight=False, markup=False)
+    if "md" in formats:
+        atomic_write_text(out / "budget_proofs.md", "\n".join(lines) + "\n")
+        err_console.print(f"wrote {out / 'budget_proofs.md'}", soft_wrap=True, highlight=False)
+    if "csv" in formats:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(out / "budget_proofs.csv", buf.getvalue())
+        err_console.print(f"wrote {out / 'budget_proofs.csv'}", soft_wrap=True, highlight=False)
 
 
 def write_factors(args, formats, required: bool, results=None) -> int:

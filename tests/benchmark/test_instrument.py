@@ -250,6 +250,41 @@ def test_a_recorded_study_vouches_for_its_pretrainings_in_a_store_without_its_pr
     assert budget.study_verdicts(probes, recorded=recorded)(fast) is False
 
 
+def test_each_card_budget_is_judged_by_the_studies_that_probed_it(tmp_path, monkeypatch):
+    """`budget.proofs`: a method's card budget is proven by whichever committed study probed twice it; where
+    studies disagree not converged wins; a budget no study judged, or judged on other pretrainings, is unproven."""
+    import json
+    monkeypatch.setattr(budget, "preset_epochs", {"dcid": 64, "srcid": 128, "cmcm": 32}.get)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    row = lambda m, e, ok, v, key: {"method": m, "epochs": e, "converged": ok, "V->A mean": v, "A->A mean": v + 1,
+                                    "pretrain_keys": {"0": key}}
+    (tables / "budget.json").write_text(json.dumps({"rows": [
+        row("dcid", 64, True, 93.0, "d64"), row("dcid", 128, None, 95.0, "d128"),
+        row("srcid", 64, False, 94.0, "s64"), row("srcid", 128, None, 96.2, "s128"),
+        row("cmcm", 16, True, 50.0, "c16")]}))
+    (tables / "budget_srcid.json").write_text(json.dumps({"rows": [
+        row("srcid", 128, True, 96.2, "s128"), row("srcid", 256, None, 96.9, "s256")]}))
+    got = {r["method"]: r for r in budget.proofs(tmp_path)}
+    assert (got["dcid"]["converged"], got["dcid"]["study"], got["dcid"]["V->A at"], got["dcid"]["V->A at 2x"]) == \
+        (True, "budget", 93.0, 95.0)
+    assert (got["srcid"]["converged"], got["srcid"]["study"], got["srcid"]["A->A at 2x"]) == (True, "budget_srcid", 97.9)
+    assert got["cmcm"]["converged"] is None and got["cmcm"]["study"] is None     # its card moved off 16
+    assert budget.proofs(tmp_path, keys={"dcid": {"other"}})[0]["converged"] is None
+    (tables / "budget_later.json").write_text(json.dumps({"rows": [row("srcid", 128, False, 95.0, "s128")]}))
+    srcid = {r["method"]: r for r in budget.proofs(tmp_path)}["srcid"]
+    assert (srcid["converged"], srcid["study"], srcid["V->A at"]) == (False, "budget_later, budget_srcid", 95.0)
+
+
+def test_every_studied_card_trains_a_budget_its_committed_study_proves():
+    """The committed studies against today's cards: a preset changed without a study proving it fails here."""
+    import json
+    studied = json.loads((ROOT / "results" / "tables" / "budget.json").read_text())["presets"]
+    unproven = {r["method"]: (r["epochs"], r["converged"]) for r in budget.proofs(ROOT / "results", list(studied))
+                if r["converged"] is not True}
+    assert not unproven
+
+
 def test_the_summary_after_a_run_marks_dagger_as_tables_do(tmp_path):
     """`run`/`grid` print a per-task summary: a cell whose loss still falls but whose pretraining the recorded study
     proves converged has no †, one the study finds moving has †, whatever its loss says."""
