@@ -78,6 +78,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+def atomic_write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Rows of one shape as CSV, the header from the first row's keys."""
+    import csv
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Indented, key-sorted JSON with a final newline (numpy scalars/arrays and paths converted)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

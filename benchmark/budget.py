@@ -208,10 +208,25 @@ def recorded_studies(results_dir: Path) -> dict[str, bool]:
     few methods written with `--name`, e.g. one that adds a larger budget), merged; where two disagree on a key,
     not converged wins (a larger probed budget can only take a verdict back)."""
     merged: dict[str, bool] = {}
-    for path in sorted((Path(results_dir) / RECORD.parent).glob(f"{RECORD.stem}*{RECORD.suffix}")):
+    for path in study_records(results_dir):
         for key, verdict in recorded_verdicts(path).items():
             merged[key] = merged.get(key, True) and verdict
     return merged
+
+
+def study_records(results_dir: Path) -> list[Path]:
+    """Every study committed under `results_dir`: `tables/budget.json` and those written with `--name`."""
+    return sorted((Path(results_dir) / RECORD.parent).glob(f"{RECORD.stem}*{RECORD.suffix}"))
+
+
+def record_rows(path: Path) -> list[dict]:
+    """A committed study's rows; a missing or unreadable file has none (it proves nothing)."""
+    import json
+    try:
+        rows = json.loads(Path(path).read_text()).get("rows") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [row for row in rows if isinstance(row, dict)]
 
 
 def preset_epochs(method: str) -> int | None:
@@ -227,14 +242,8 @@ def proofs(results_dir: Path, methods: Sequence[str] | None = None,
     proven budget shows up here as unproven. `methods` defaults to every method some study probed; `keys`
     (method -> the pretraining keys its cells in the store have) keeps only the study rows that judged those very
     pretrainings (another world's or setting's study proves nothing here)."""
-    import json
-    studies = []
-    for path in sorted((Path(results_dir) / RECORD.parent).glob(f"{RECORD.stem}*{RECORD.suffix}")):
-        try:
-            rows = json.loads(path.read_text()).get("rows") or []
-        except (OSError, ValueError, AttributeError):
-            continue
-        studies.append((path.stem, {(r.get("method"), r.get("epochs")): r for r in rows if isinstance(r, dict)}))
+    studies = [(path.stem, {(r.get("method"), r.get("epochs")): r for r in record_rows(path)})
+               for path in study_records(results_dir)]
     if methods is None:
         methods = list(dict.fromkeys(m for _, rows in studies for m, _ in rows))
     out = []
@@ -251,8 +260,7 @@ def proofs(results_dir: Path, methods: Sequence[str] | None = None,
             if row["study"] is None or not at["converged"]:
                 row.update({f"{d} {where}": (r or {}).get(f"{d} mean") for d in ("V->A", "A->A")
                             for where, r in (("at", at), ("at 2x", twice))})
-            row["converged"] = bool(at["converged"]) if row["converged"] is None else row["converged"] and \
-                bool(at["converged"])
+            row["converged"] = bool(at["converged"]) and row["converged"] is not False
             row["study"] = name if row["study"] is None else f"{row['study']}, {name}"
         out.append(row)
     return out
@@ -268,12 +276,7 @@ def recorded_verdicts(path: Path) -> dict[str, bool]:
     a store without the study's probes still has, so a fresh `make bench` marks † as the study found. A missing
     or unreadable file is no proof ({}); keys are exact (method settings, corpus and seed), so a study of another
     world or setting vouches for nothing here."""
-    import json
-    try:
-        rows = json.loads(Path(path).read_text()).get("rows") or []
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {key: bool(row["converged"]) for row in rows if isinstance(row, dict) and row.get("converged") is not None
+    return {key: bool(row["converged"]) for row in record_rows(path) if row.get("converged") is not None
             for key in (row.get("pretrain_keys") or {}).values()}
 
 

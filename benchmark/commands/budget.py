@@ -9,15 +9,13 @@ its card's `scale=default` preset should train) and the smallest budget at which
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
 from .. import budget, executors, migrate, runner
 from .. import bounds, outputs
 from .. import spec as specs
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_csv, atomic_write_text
 from ..contracts import UserError
 from ..store import Store
 from ..ui import CellProgress, console
@@ -138,11 +136,7 @@ def write_outputs(out: Path, name: str, rows, points, methods, budgets, chosen, 
     dirs = ("V->A", "A->A")
     plan = budget.budgets_of(methods, budgets)
     every = sorted({b for bs in plan.values() for b in bs})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(tables / f"{name}.csv", buf.getvalue())
+    atomic_write_csv(tables / f"{name}.csv", rows)
     presets = {m: budget.preset_epochs(m) for m in methods}
     verdict = (f"**Converged: {chosen} epochs** — the smallest budget at which, for every method of this study "
                f"({', '.join(methods)}), AVE V→A and "

@@ -4,14 +4,12 @@ Never trains: cells the store lacks are listed in a warning block (and in `<name
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 
 from .. import budget, outputs, tables
 from ..api import read_store
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_csv, atomic_write_text
 from ..contracts import UserError
 from ..spec import check_seeds
 from ..ui import console, err_console
@@ -130,11 +128,7 @@ def write_budget_proofs(results_dir: Path, out: Path, formats, results) -> None:
         atomic_write_text(out / "budget_proofs.md", "\n".join(lines) + "\n")
         err_console.print(f"wrote {out / 'budget_proofs.md'}", soft_wrap=True, highlight=False)
     if "csv" in formats:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(out / "budget_proofs.csv", buf.getvalue())
+        atomic_write_csv(out / "budget_proofs.csv", rows)
         err_console.print(f"wrote {out / 'budget_proofs.csv'}", soft_wrap=True, highlight=False)
 
 
