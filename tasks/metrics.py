@@ -70,12 +70,14 @@ def detection_floors(y_true: np.ndarray, exclude_background: bool = True) -> dic
 
 def best_f1(y_true: np.ndarray, scores: np.ndarray, exclude_background: bool = True) -> tuple[float, float]:
     """(threshold, micro F1 %) at the best single threshold on `scores`: sort the scores once, F1 at every cut
-    from the cumulative true positives, the threshold halfway to the next distinct score."""
+    from the cumulative true positives, the threshold halfway to the next distinct score. The cuts fall only
+    between distinct scores, so the order among tied scores cannot change the result: the (unstable) default sort,
+    6-7x faster than a stable one on AVVP's val split, gives the same threshold and F1; it runs every epoch."""
     t = _event_columns(y_true, exclude_background).reshape(-1).astype(np.int64)
     s = _event_columns(scores, exclude_background).reshape(-1).astype(np.float64)
     if t.sum() == 0 or s.size == 0:
         return float("inf"), 0.0                # nothing to find: predict nothing
-    order = np.argsort(-s, kind="stable")
+    order = np.argsort(-s)
     s_sorted, tp = s[order], np.cumsum(t[order])
     last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), s.size - 1]   # cut only between distinct scores
     k = np.arange(1, s.size + 1)[last]

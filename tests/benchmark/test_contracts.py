@@ -73,7 +73,8 @@ def test_base_cards_are_included_never_registered():
     dcid, ave = registry.get("method", "dcid"), registry.get("task", "ave")
     assert dcid.options["dtype"].default == "float32" and "float64" in dcid.options["dtype"].choices   # _pretrained
     assert dcid.options["dtype"].help.endswith("(the release ran float64)")        # a local help over the base's
-    assert ave.options["lr_milestones"].default == [10, 20, 30]                    # _head
+    assert ave.options["lr"].default == 0.0004                                     # _head
+    assert ave.options["lr_milestones"].default == [40, 80, 120]                   # a local default over the base's
 
 
 # each entry's default cell key (methods and refiners on `tinytask`, tasks with `tinymethod`): a card refactor must
@@ -82,15 +83,16 @@ def test_base_cards_are_included_never_registered():
 # (with the 32-epoch preset).
 # Re-recorded on purpose when the fidelity fixes bumped dcid, fccid, srcid, turn, simmmdg and toc and the head tasks
 # gained `min_hidden` (docs/FIDELITY.md), and when each trained method got its own budget from the version 3
-# budget study (codis, cmcm, dcid, fccid, simmmdg, srcid; turn's equals the fallback 32)
+# budget study (codis, cmcm, dcid, fccid, simmmdg, srcid; turn's equals the fallback 32), and when the head tasks
+# got the head-budget study's schedules (ave, ave_avvp, avvp, ucf_vgg; results/tables/head_budget.md)
 PINNED_KEYS = {
     "cca": "cde722841b5e8445", "chance": "9f59f4598b385821", "cmcm": "f6b9c2e0d7250f2d", "codis": "882cda274e77a76f",
     "dcid": "8ccef10fdf5d2757", "fccid": "1d41b2c4106dadb6", "raw": "3f3ef1b1ea081c04",
     "simmmdg": "4d431c58d85cce95", "srcid": "5d6a973761714344", "tinymethod": "40a78735d39398c6",
     "turn": "bc70e2df347d03b9", "vqvae": "bc1df37ce2423840", "tinymethod+toc": "c34c2eb265bba750",
-    "ave": "bfea18e7c5a33701", "ave_avvp": "151d9fbdd0a58a23", "avvp": "013d1f8e2fbf7ca8",
+    "ave": "c5443a1ccaa4ac96", "ave_avvp": "7ee5e51bf4e3b43c", "avvp": "627b59cdcc20940b",
     "retrieval": "718f77e2866bf3c4", "tinytask": "40a78735d39398c6", "toc_recon": "6678e498c4d9f303",
-    "ucf_vgg": "9fb260e77ef02db8",
+    "ucf_vgg": "9f4fd2c6c8c0b1bf",
 }
 
 

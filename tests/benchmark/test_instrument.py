@@ -453,3 +453,18 @@ def test_list_values_in_specs_parse_and_round_trip():
     assert again.canonical() == task.canonical() and again.component.cfg == task.component.cfg
     with pytest.raises(UserError):
         specs.parse_task("ave@lr_milestones=[5,10")
+
+
+def test_every_head_task_trains_the_schedule_its_committed_study_proves():
+    """The head-budget study (`tests/benchmarks/head_budget.py`) against today's task cards: a head schedule changed
+    without a study proving every row's val score has stopped moving fails here."""
+    import json
+    record = json.loads((ROOT / "results" / "tables" / "head_budget.json").read_text())
+    assert record["tasks"], "the committed head-budget study is empty"
+    for task, study in record["tasks"].items():
+        assert study["scale"] is not None, f"{task}: no probed head schedule converges every row"
+        moving = {row for row, ok in study["settled"].items() if not ok}
+        assert study["settled"] and moving <= set(study["exempt"]), f"{task}: {moving} still move at its budget"
+        cfg = specs.parse_task(task).resolved()["cfg"]
+        card = {"epochs": cfg["epochs"], "lr_milestones": list(cfg["lr_milestones"]), "patience": cfg["patience"]}
+        assert card == study["schedule"], f"{task}: card {card} is not the proven schedule {study['schedule']}"

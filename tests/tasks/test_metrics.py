@@ -146,3 +146,18 @@ def test_best_f1_threshold_by_hand():
 def test_best_f1_without_positives_predicts_nothing():
     y = np.zeros((2, 3, 3), dtype=np.int64)
     assert metrics.best_f1(y, np.ones((2, 3, 3))) == (float("inf"), 0.0)
+
+
+def test_best_f1_with_tied_scores_is_the_best_threshold_found_by_brute_force():
+    # scores on a coarse grid (many ties): the unstable sort may order a tie either way, yet every cut sits between
+    # distinct scores, so the best F1 and its threshold are those of trying every threshold
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = (rng.random((30, 10, 6)) < 0.15).astype(np.int64)
+        s = np.round(rng.random(y.shape) + 0.5 * y, 1)
+        threshold, f1 = metrics.best_f1(y, s)
+        values = np.unique(s[..., :-1])
+        cuts = np.r_[(values[1:] + values[:-1]) / 2, values[0] - 1.0]
+        brute = max(metrics.segment_prf(y, s > c)["f1"] for c in cuts)
+        assert f1 == pytest.approx(brute)
+        assert metrics.segment_prf(y, s > threshold)["f1"] == pytest.approx(brute)
