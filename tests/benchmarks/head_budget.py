@@ -1,7 +1,9 @@
 """The head-budget study: how long the task heads must train before the rows they score stop moving.
 
     python tests/benchmarks/head_budget.py --results results --scales 1 2 4 8 \
-        --scales-of avvp=1,2,4,8,16 ave_avvp=1,2,4,8,16
+        --scales-of avvp=1,2,4,8,16,32 ave_avvp=1,2,4,8,16,32 --rows-at 32=raw,cca --exempt avvp=raw
+
+(`--collect` judges the cells already in the store and runs nothing.)
 
 Each head task (AVE, AVE->AVVP, AVVP, UCF<->VGG) trains a small head per source modality, selected on the source's
 val split. The released scripts train it 30 epochs (AVVP and AVE->AVVP: 50) with the learning rate halved at
@@ -11,7 +13,9 @@ by s (epochs 30s, milestones 10s / 20s / 30s, patience 10s): the release's traje
 
 Per task, the budget is the smallest probed scale at which every row's *val* score (the selection metric; test
 scores are never used to choose) agrees with its score at every larger probed scale, by the pretraining budget's
-rule (`benchmark.budget.converged`: within 1 point, or within the 95 % CI of the paired seed differences). Rows:
+rule (`benchmark.budget.converged`: within 1 point, or within the 95 % CI of the paired seed differences); a row
+converged at s has settled at every budget >= s (its score there agrees with s's), so `--rows-at` probes the
+largest scale only for the rows still moving, and `--exempt` names a row the budget does not wait for. Rows:
 the reference rows (oracle, raw features, CCA) and trained methods (cached pretrainings). Writes
 `<results>/tables/head_budget.md` and `.json` (the record `tests/benchmark/test_instrument.py` checks the task
 cards against).
