@@ -117,7 +117,7 @@ def main() -> None:
              + "` (its docstring has the rule). Val score = the selection "
              "metric on the source's val split (AVE, UCF<->VGG: accuracy %; AVVP, AVE->AVVP: micro F1 % at the val-tuned "
              "threshold), mean over seeds " + " ".join(map(str, args.seeds)) + "; ✓ = agrees with every larger "
-             "scale (a budget at or above a ✓ sits on that row's plateau); — = not probed (rows settled below); best = "
+             "scale (a budget at or above a ✓ sits on that row's plateau); — = not probed; best = "
              "latest best epoch / epochs run over seeds and heads.", ""]
     for task in args.tasks:
         rows = [r for r in args.rows if any(k[0] == task and k[1] == r for k in values)]
