@@ -91,6 +91,7 @@ def main() -> None:
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     from benchmark import api, runner
+    from benchmark.atomic import atomic_write_text
     from benchmark.budget import Point, converged
 
     own = {t: [int(x) for x in v.split(",")] for t, v in (item.split("=", 1) for item in args.scales_of)}
@@ -160,8 +161,8 @@ def main() -> None:
                                                         f"{', '.join(moving)}." if moving else ""), ""]
     out = Path(args.out) if args.out else Path(args.results) / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "head_budget.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    (out / "head_budget.md").write_text("\n".join(lines))
+    atomic_write_text(out / "head_budget.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(out / "head_budget.md", "\n".join(lines))
     print("\n".join(lines))
 
 
