@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ("ave", "ave_avvp", "avvp", "ucf_vgg")
-ROWS = ("oracle", "raw", "cca", "turn", "dcid", "cmcm", "codis")
+ROWS = ("oracle", "raw", "cca", "codis", "turn", "cmcm", "simmmdg", "dcid", "fccid", "srcid")
 RELEASE = {"epochs": 30, "milestones": (10, 20, 30), "patience": 10}
 
 
