@@ -45,6 +45,11 @@ def task_spec(task: str, scale: int) -> str:
     return f"{task}@epochs={s['epochs']},lr_milestones=[{milestones}],patience={s['patience']}"
 
 
+def pairs(items) -> list[tuple[str, str]]:
+    """`KEY=VALUE` arguments (`--scales-of`, `--rows-at`, `--exempt`) as (key, value)."""
+    return [tuple(item.split("=", 1)) for item in items]
+
+
 def collect(results: Path, tasks, rows, scales_of, seeds):
     """Every stored cell of `rows` x `tasks` whose head ran a probed schedule, read from its own config.json (the
     schedule it ran, whatever the card's defaults or the task's version are today; the same cell computed twice,
@@ -94,12 +99,12 @@ def main() -> None:
     from benchmark.atomic import atomic_write_text
     from benchmark.budget import Point, converged
 
-    own = {t: [int(x) for x in v.split(",")] for t, v in (item.split("=", 1) for item in args.scales_of)}
+    own = {t: [int(x) for x in v.split(",")] for t, v in pairs(args.scales_of)}
     scales_of = {t: own.get(t, args.scales) for t in args.tasks}
     if not args.collect:
         options = runner.Options(world=api.world_choice(None, None, 0, args.results), quiet=True, threads=1)
         specs = {(t, s): task_spec(t, s) for t in args.tasks for s in scales_of[t]}
-        rows_at = {int(k): v.split(",") for k, v in (item.split("=", 1) for item in args.rows_at)}
+        rows_at = {int(k): v.split(",") for k, v in pairs(args.rows_at)}
 
         def plan(world):
             return [cell for (task, scale), spec in specs.items()
@@ -128,7 +133,7 @@ def main() -> None:
                    if (task, row, 2 * s, heads[0]) in values else None for row in rows for s in probed}
         # a row converged at s agrees with every larger probed scale, so any budget >= s sits on its plateau
         settled = {(row, b): any(verdict[(row, s)] is True for s in probed if s <= b) for row in rows for b in probed}
-        exempt = {r for t, r in (item.split("=", 1) for item in args.exempt) if t == task}
+        exempt = {r for t, r in pairs(args.exempt) if t == task}
         chosen = next((b for b in probed if all(settled[(row, b)] for row in rows if row not in exempt)), None)
         record["tasks"][task] = {"scale": chosen, "scales": scales_of[task],
                                  "settled": {row: bool(chosen) and settled[(row, chosen)] for row in rows},
