@@ -161,3 +161,17 @@ def test_best_f1_with_tied_scores_is_the_best_threshold_found_by_brute_force():
         brute = max(metrics.segment_prf(y, s > c)["f1"] for c in cuts)
         assert f1 == pytest.approx(brute)
         assert metrics.segment_prf(y, s > threshold)["f1"] == pytest.approx(brute)
+
+
+def test_best_f1_never_predicts_a_nan_score():
+    # a NaN logit is never `> threshold`; the F1 best_f1 reports is the F1 its threshold gets on those scores
+    rng = np.random.default_rng(5)
+    y = (rng.random((20, 6, 4)) < 0.2).astype(np.int64)
+    s = rng.random(y.shape) + 0.5 * y
+    s[tuple(np.argwhere(y[..., :-1] == 1)[:3].T)] = np.nan     # three positive seconds
+    s[0, 0, :] = np.nan
+    threshold, f1 = metrics.best_f1(y, s)
+    values = np.unique(s[..., :-1][~np.isnan(s[..., :-1])])
+    brute = max(metrics.segment_prf(y, s > c)["f1"] for c in np.r_[(values[1:] + values[:-1]) / 2, values[0] - 1])
+    assert f1 == pytest.approx(brute)
+    assert metrics.segment_prf(y, s > threshold)["f1"] == pytest.approx(f1)
