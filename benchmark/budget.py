@@ -214,6 +214,35 @@ def recorded_studies(results_dir: Path) -> dict[str, bool]:
     return merged
 
 
+HEAD_RECORD = Path("tables") / "head_budget.json"    # the head study (tests/benchmarks/head_budget.py)
+
+
+def unsettled_heads(results_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(task, row): {"heads": source heads, "data": feature-file fingerprints}} for the heads the committed head
+    study (`tables/head_budget.json`) found still moving at its task's head budget: the rows it exempted, judged
+    per head with `converged` on the recorded val scores as the study judged its rows (settled = converged at some
+    probed scale <= the budget). A cell of that row on that data read from that head is a lower bound. A missing
+    or unreadable record says nothing ({}); the fingerprints keep its verdict to the world it studied."""
+    import json
+    try:
+        tasks = json.loads((Path(results_dir) / HEAD_RECORD).read_text()).get("tasks") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for task, study in tasks.items():
+        budget = study.get("scale")
+        for row in study.get("exempt") or []:
+            points = {(row, int(scale), head): Point(row, int(scale), head, {int(k): float(v) for k, v in seeds.items()})
+                      for scale, entry in (study.get("rows") or {}).get(row, {}).items()
+                      for head, seeds in (entry.get("val") or {}).items()}
+            heads = sorted({head for (_, _, head) in points})
+            moving = [h for h in heads if budget is None or not any(
+                converged(points, row, s, h) for (_, s, hh) in points if hh == h and s <= budget)]
+            if moving:
+                out[(task, row)] = {"heads": moving, "data": sorted(study.get("data_fingerprints") or [])}
+    return out
+
+
 def study_records(results_dir: Path) -> list[Path]:
     """Every study committed under `results_dir`: `tables/budget.json` and those written with `--name`."""
     return sorted((Path(results_dir) / RECORD.parent).glob(f"{RECORD.stem}*{RECORD.suffix}"))

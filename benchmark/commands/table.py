@@ -80,9 +80,10 @@ def main(args) -> int:
     out = outputs.check_dir(Path(args.out) if args.out else results_dir / "tables", "--out")
     any_missing = False
     display = tables.Display(paper=not args.no_paper, ci=not args.no_ci)
-    recorded = budget.recorded_studies(results_dir)
+    recorded, unsettled = budget.recorded_studies(results_dir), budget.unsettled_heads(results_dir)
     for spec in specs:
-        bt = tables.build(spec, results, world=args.world, seeds=args.seeds, display=display, recorded=recorded)
+        bt = tables.build(spec, results, world=args.world, seeds=args.seeds, display=display, recorded=recorded,
+                          unsettled=unsettled)
         if "terminal" in formats:
             console.print(tables.to_rich(bt, width=console.width))
         for line in bt.warnings + tables.missing_lines(bt):

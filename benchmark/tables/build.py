@@ -5,7 +5,7 @@ Pure: reads results only. Over seeds a cell shows mean ± 95 % t-interval (`stat
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from .. import stats
@@ -62,6 +62,7 @@ class BuiltTable:
     warnings: list[str]
     metrics_by_task: dict[str, set]
     display: Display = Display()
+    lower_bounds: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)   # (row, task, head) -> dirs
 
     def column_best(self) -> list[set[int]]:
         """Row index in bold per column (+ Avg last): the best mean, only when it is significantly ahead of the
@@ -148,11 +149,16 @@ def unconverged(result: CellResult, study) -> bool:
     return verdict is False if verdict is not None else result.converged is False
 
 
+SOURCE_HEAD = {"A": "audio", "V": "video"}     # a direction's source letter -> the head task it reads
+
+
 def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | None = None,
           seeds: Sequence[int] | None = None, display: Display = Display(),
-          recorded: Mapping[str, bool] | None = None) -> BuiltTable:
+          recorded: Mapping[str, bool] | None = None,
+          unsettled: Mapping[tuple[str, str], Mapping] | None = None) -> BuiltTable:
     """Resolve every (row, column) cell against the store. `seeds` None = `default_seeds`; cells with different
-    seed counts add a warning."""
+    seed counts add a warning. `unsettled` (`budget.unsettled_heads`) names the heads the head study found still
+    moving: a cell read from one, on the data the study judged, is listed in `lower_bounds`."""
     wanted = {(m, t) for m, t, _ in table_cells(table)}
     index = build_index(results, world, wanted)
     study = _study(results, recorded)
@@ -164,6 +170,7 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
     used: dict[str, dict] = {}
     metrics_by_task: dict[str, set] = defaultdict(set)
     grid, avgs = [], []
+    lower_bounds: dict[tuple[str, str, str], list[str]] = {}
     for row in table.rows:
         line = []
         for col in table.columns:
@@ -184,6 +191,12 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
                     cell_results.append(index.get(row.method, task, s))
             for r in cell_results:
                 metrics_by_task[task].add(r.metric_name(metric))
+            moving = (unsettled or {}).get((task, row.method))
+            if moving and any(r.data_fingerprint in moving["data"] for r in cell_results):
+                for direction in dirs:
+                    head = SOURCE_HEAD.get(direction.partition("->")[0])
+                    if head in moving["heads"]:
+                        lower_bounds.setdefault((row.label, task, head), []).append(direction)
             hib = col.higher_is_better if col.higher_is_better is not None else _hib(cell_results, metric)
             summary = stats.summarize(list(per_seed.values())) if per_seed else None
             floor = _floor(index, row, task, dirs, cell_results, metric, sorted(per_seed)) if per_seed else None
@@ -210,4 +223,5 @@ def build(table: TableSpec, results: Sequence[CellResult | dict], world: str | N
     if len(counts) > 1:
         warnings.append(f"cells have different seed counts ({min(counts)} to {max(counts)} of seeds "
                         f"{', '.join(map(str, seeds))}); choose the seeds with --seeds")
-    return BuiltTable(table, index, grid, avgs, missing, used, seeds, warnings, dict(metrics_by_task), display)
+    return BuiltTable(table, index, grid, avgs, missing, used, seeds, warnings, dict(metrics_by_task), display,
+                      lower_bounds)

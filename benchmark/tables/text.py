@@ -153,6 +153,11 @@ def caption(bt: BuiltTable) -> str:
     if any(c.below_floor for line in bt.cells for c in line):
         parts.append(f"{BELOW_FLOOR_MARK} = at or below the floor of its labels (what an uninformative predictor "
                      f"scores: all-positive F1, chance mAP): the cell measures nothing.")
+    if bt.lower_bounds:
+        cells = "; ".join(f"{row}, {task_label(task)} {' '.join(dict.fromkeys(dirs))} ({head} head)"
+                          for (row, task, head), dirs in bt.lower_bounds.items())
+        parts.append(f"Lower bounds: the head study (tables/head_budget.md) found these heads still rising at their "
+                     f"task's head budget, so the cells they feed are lower bounds: {cells}.")
     if bt.display.paper and any(r.paper for r in spec.rows):
         parts.append(f"In parentheses: the paper's number ({spec.paper_source or 'paper'}).")
     if bt.missing:

@@ -22,7 +22,7 @@ MAIN = {"ave": "acc", "avvp": "f1", "ave_avvp": "f1", "ucf_vgg": "acc"}
 
 def put(root: Path, method: str, task: str, seed: int, metrics: dict, main: str = "acc", world: str = "default-s0",
         hib: dict | None = None, created: str = "2026-01-01T00:00:00+00:00", key: str | None = None,
-        diagnostics: dict | None = None, task_version: int = 1) -> str:
+        diagnostics: dict | None = None, task_version: int = 1, data: str | None = None) -> str:
     """Write one fake cell the way the runner lays it out (result.json + config.json + env.json)."""
     method, task = tables.canonical_method(method), tables.canonical_task(task)
     key = key or hashlib.sha256(f"{method}|{task}|{seed}|{world}".encode()).hexdigest()[:16]
@@ -32,7 +32,7 @@ def put(root: Path, method: str, task: str, seed: int, metrics: dict, main: str 
     result = {"schema_version": 1, "key": key, "method": method, "task": task, "task_name": task.split("@")[0],
               "task_version": task_version, "seed": seed, "world": world, "metrics": metrics, "main_metric": main,
               "higher_is_better": hib or {n: True for n in names}, "created": created,
-              "diagnostics": diagnostics or {}}
+              "diagnostics": diagnostics or {}, "data_fingerprint": data}
     (d / "config.json").write_text(json.dumps({"task": {"cfg": {"protocol": "default"}}}))
     (d / "env.json").write_text(json.dumps({"git_sha": "abc123", "git_dirty": False}))
     (d / "result.json").write_text(json.dumps(result))
@@ -604,3 +604,34 @@ def test_a_smoke_world_row_reads_the_cells_its_grid_ran_at_the_smoke_preset():
     assert smoke("turn@scale=smoke+toc-random") == "turn+toc-random"
     assert smoke("dcid@epochs=16,levels=2,quantizer=rvq") == "dcid@epochs=16,levels=2,quantizer=rvq"
     assert table_method(R(method="codis@scale=smoke", world="default-s0")) == "codis@scale=smoke"
+
+
+def test_cells_read_from_a_head_the_head_study_found_moving_are_named_lower_bounds(tmp_path):
+    # the study's record: raw's audio head agrees at scales 1, 2, 4 (settled by the budget, 2); its video head still
+    # climbs at 4 -> only the cells read from video, on the data the study judged, are lower bounds
+    from benchmark import budget
+    store = tmp_path / "store"
+    rows = {str(s): {"val": {"audio": {"0": 70.0, "1": 70.2}, "video": {"0": 40.0 + 10 * s, "1": 41.0 + 10 * s}}}
+            for s in (1, 2, 4)}
+    record = {"tasks": {"avvp": {"scale": 2, "exempt": ["raw"], "data_fingerprints": ["fp-studied"],
+                                 "rows": {"raw": rows}}}}
+    (store / "tables").mkdir(parents=True)
+    (store / "tables" / "head_budget.json").write_text(json.dumps(record))
+    assert budget.unsettled_heads(store) == {("avvp", "raw"): {"heads": ["video"], "data": ["fp-studied"]}}
+    grid = {"name": "lb", "seeds": [0, 1], "methods": ["raw", "cca"], "tasks": ["avvp"],
+            "table": {"columns": [{"task": "avvp", "direction": "V->A"}, {"task": "avvp", "direction": "A->V"}],
+                      "rows": [{"method": "raw", "label": "Raw"}, {"method": "cca", "label": "CCA"}]}}
+    for data, expected in (("fp-studied", True), ("fp-other-world", False)):
+        for method in ("raw", "cca"):
+            for seed in (0, 1):
+                put(store, method, "avvp", seed, {"V->A": {"f1": 60.0 + seed}, "A->V": {"f1": 50.0 + seed}},
+                    main="f1", data=data, world=data)
+        bt = tables.build(tables.parse_table(grid), tables_store_results(store), world=data,
+                          unsettled=budget.unsettled_heads(store))
+        caption = tables.caption(bt)
+        assert ("Lower bounds" in caption) is expected
+        if expected:
+            assert bt.lower_bounds == {("Raw", "avvp", "video"): ["V->A"]}
+            assert "Raw, AVVP V->A (video head)" in caption
+    (store / "tables" / "head_budget.json").write_text("{not json")
+    assert budget.unsettled_heads(store) == {}

@@ -57,6 +57,7 @@ def collect(results: Path, tasks, rows, scales_of, seeds):
     values = defaultdict(dict)      # (task, row, scale, head) -> {seed: val score}
     tests = defaultdict(dict)       # (task, row, scale, direction) -> {seed: test score}
     epochs = defaultdict(dict)      # (task, row, scale) -> {(seed, head): (best epoch + 1, epochs run)}
+    data = defaultdict(set)         # task -> fingerprints of the feature files its cells read (what was studied)
     for config_path in sorted(results.glob("cells/*/*/*/config.json")):
         config = json.loads(config_path.read_text())
         task, cfg, row, seed = config["task"]["name"], config["task"]["cfg"], config["spec"]["method"], config["seed"]
@@ -68,13 +69,14 @@ def collect(results: Path, tasks, rows, scales_of, seeds):
         if scale is None or not result_path.exists():
             continue
         r = json.loads(result_path.read_text())
+        data[task].add(r["data_fingerprint"])
         for name, head in r["notes"]["heads"].items():
             val = next(v for k, v in head.items() if k.startswith("val_"))
             values[(task, row, scale, name.split("/")[-1])].setdefault(seed, float(val))
             epochs[(task, row, scale)].setdefault((seed, name), (head["best_epoch"] + 1, head["epochs_run"]))
         for direction, metrics in r["metrics"].items():
             tests[(task, row, scale, direction)].setdefault(seed, float(metrics[r["main_metric"]]))
-    return values, tests, {k: list(v.values()) for k, v in epochs.items()}
+    return values, tests, {k: list(v.values()) for k, v in epochs.items()}, data
 
 
 def main() -> None:
@@ -113,7 +115,7 @@ def main() -> None:
                   if o.result is None and o.status != "n/a"]
         if failed:
             sys.exit(f"error: {len(failed)} cells did not run, e.g. {failed[0].cell.label}: {failed[0].error}")
-    values, tests, epochs = collect(Path(args.results), args.tasks, args.rows, scales_of, args.seeds)
+    values, tests, epochs, data = collect(Path(args.results), args.tasks, args.rows, scales_of, args.seeds)
 
     points = {((task, row), scale, head): Point(row, scale, head, v)
               for (task, row, scale, head), v in values.items()}
@@ -137,7 +139,7 @@ def main() -> None:
         chosen = next((b for b in probed if all(settled[(row, b)] for row in rows if row not in exempt)), None)
         record["tasks"][task] = {"scale": chosen, "scales": scales_of[task],
                                  "settled": {row: bool(chosen) and settled[(row, chosen)] for row in rows},
-                                 "exempt": sorted(exempt),
+                                 "exempt": sorted(exempt), "data_fingerprints": sorted(data[task]),
                                  "schedule": schedule(chosen) if chosen else None, "rows": {
             row: {str(s): {"val": {h: values[(task, row, s, h)] for h in heads},
                            "test": {d: tests[(task, row, s, d)] for d in ("V->A", "A->V")
