@@ -156,14 +156,22 @@ class _EtaColumn(ProgressColumn):
         return Text(f"left {_hms(left)}" if left is not None else "", style="progress.remaining")
 
 
+PLAIN_EVERY = 60.0   # seconds between progress lines when stderr is not a terminal
+
+
 class CellProgress:
     """Top bar over cells with cached / ran / failed counters and the ETA of `Estimator`; one line per running
     pretraining (method, seed, epoch e/E, seconds per epoch), fed by `event` from this process or from pool
-    workers; inner bars (batches, head training) appear under it while they run and vanish when done. Quiet mode
-    prints nothing."""
+    workers; inner bars (batches, head training) appear under it while they run and vanish when done. When stderr
+    is not a terminal (a log file, CI, `nohup`), where a live display shows nothing until it stops, a plain line
+    with the same counts, the ETA and the running pretrainings is printed at most every `PLAIN_EVERY` seconds.
+    Quiet mode prints nothing."""
 
     def __init__(self, total: int | None, quiet: bool = False, title: str = "cells", clock=time.monotonic):
         self.quiet = quiet
+        self.total, self.clock = total, clock
+        self.plain = not quiet and not err_console.is_terminal
+        self._started = self._last_line = clock()
         self.counts = {"cached": 0, "ran": 0, "failed": 0, "missing": 0}
         self.title = title
         self.estimator = Estimator(clock)
@@ -211,6 +219,7 @@ class CellProgress:
             run.update(done=info["done"], epochs=info["total"], seconds=info["seconds"])
             self.estimator.epoch(run["key"], run["method"], info["done"], info["total"], info["seconds"])
             self._show(slot)
+            self._heartbeat()
         elif kind in ("pretrain_end", "gone"):
             run = self.running.pop(slot, None)
             if run is not None:
@@ -240,12 +249,28 @@ class CellProgress:
             self.progress.update(self.task, advance=1, description=self._describe(""))
         if outcome.status == "failed":
             self.log(f"[red]failed[/] {outcome.cell.label}: {outcome.error}")
+        self._heartbeat()
 
     def advance(self, label: str = "") -> None:
         """One unit of work that is not a cell (e.g. a budget-study training chain) finished."""
         self.counts["ran"] += 1
         if self.progress and self.task is not None:
             self.progress.update(self.task, advance=1, description=self._describe(label))
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """The plain progress line (stderr not a terminal), at most every `PLAIN_EVERY` seconds."""
+        now = self.clock()
+        if not self.plain or now - self._last_line < PLAIN_EVERY:
+            return
+        self._last_line = now
+        c = self.counts
+        training = "; ".join(f"{r['label']} epoch {r['done']}/{r.get('epochs') or '?'}" for r in self.running.values())
+        err_console.print(f"{self.title}: {sum(c.values())}/{self.total if self.total is not None else '?'} · "
+                          f"cached {c['cached']} · ran {c['ran']} · failed {c['failed']} · elapsed "
+                          f"{_hms(now - self._started)} · {self.estimator.text()}"
+                          + (f" · training {training}" if training else ""),
+                          markup=False, highlight=False, soft_wrap=True)
 
     def log(self, message: str) -> None:
         if self.quiet:

@@ -119,3 +119,26 @@ def test_at_80_columns_the_description_gives_way_never_the_times():
     assert lines[0].rstrip().endswith("0/10 0:00:00 eta 0:13:13")          # 13 epochs × 61 s, whole
     assert lines[1].rstrip().endswith("3/16 0:00:00 left 0:13:13") and "…" in lines[1]   # the label gave way
     assert "epoch 3/16 · 61.0 s/epoch" in lines[1]
+
+
+def test_without_a_terminal_a_plain_progress_line_at_most_every_minute(monkeypatch):
+    # a log file (nohup, CI, `make bench > log`) sees nothing of a live display until it stops: a plain line instead
+    from benchmark import ui as ui_module
+    out = io.StringIO()
+    monkeypatch.setattr(ui_module, "err_console", Console(file=out, width=200))   # a file: not a terminal
+    clock = Clock()
+    ui = CellProgress(3, clock=clock)
+    ui.expect([cell(), cell()], {"k": {"method": "dcid", "epochs": 32}}, workers=1)
+    ui.event(1, "pretrain_start", {"key": "k", "label": "dcid seed 0", "method": "dcid", "epochs": 32})
+    ui.event(1, "epoch", {"done": 1, "total": 32, "seconds": 2.0})
+    assert out.getvalue() == ""                                   # under a minute: nothing yet
+    clock.now += ui_module.PLAIN_EVERY
+    ui.event(1, "epoch", {"done": 2, "total": 32, "seconds": 2.0})
+    clock.now += 1.0
+    ui.done(outcome("ave", 3.0))                                  # a second later: no second line
+    lines = out.getvalue().splitlines()
+    assert lines == ["cells: 0/3 · cached 0 · ran 0 · failed 0 · elapsed 0:01:00 · eta ≥0:01:00 · training dcid seed 0 "
+                     "epoch 2/32"]
+    clock.now += ui_module.PLAIN_EVERY
+    ui.done(outcome("ave", 3.0))
+    assert out.getvalue().splitlines()[-1].startswith("cells: 2/3 · cached 0 · ran 2 · failed 0 · elapsed 0:02:01")
