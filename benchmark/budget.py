@@ -220,9 +220,9 @@ HEAD_RECORD = Path("tables") / "head_budget.json"    # the head study (tests/ben
 def unsettled_heads(results_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """{(task, row): {"heads": source heads, "data": feature-file fingerprints}} for the heads the committed head
     study (`tables/head_budget.json`) found still moving at its task's head budget: the rows it exempted, judged
-    per head with `converged` on the recorded val scores as the study judged its rows (settled = converged at some
-    probed scale <= the budget). A cell of that row on that data read from that head is a lower bound. A missing
-    or unreadable record says nothing ({}); the fingerprints keep its verdict to the world it studied."""
+    per head with `settled` on the recorded val scores, the rule the study applied. A cell of that row on that
+    data read from that head is a lower bound. A missing or unreadable record says nothing ({}); the fingerprints
+    keep its verdict to the world it studied."""
     import json
     try:
         tasks = json.loads((Path(results_dir) / HEAD_RECORD).read_text()).get("tasks") or {}
@@ -236,8 +236,7 @@ def unsettled_heads(results_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
                       for scale, entry in (study.get("rows") or {}).get(row, {}).items()
                       for head, seeds in (entry.get("val") or {}).items()}
             heads = sorted({head for (_, _, head) in points})
-            moving = [h for h in heads if budget is None or not any(
-                converged(points, row, s, h) for (_, s, hh) in points if hh == h and s <= budget)]
+            moving = [h for h in heads if budget is None or not settled(points, row, budget, h)]
             if moving:
                 out[(task, row)] = {"heads": moving, "data": sorted(study.get("data_fingerprints") or [])}
     return out
@@ -401,6 +400,14 @@ def converged(points, method: str, budget: int, direction: str, tolerance: float
     if any(v is None for v in verdicts):
         return None
     return all(verdicts) and learned(points, method, budget, chance) is not False
+
+
+def settled(points, method: str, budget: int, direction: str) -> bool:
+    """Whether `method` on `direction` sits on its plateau at `budget`: converged at some probed budget <= it (a
+    score converged at s agrees with every larger probed one). The head study's rule, per head: a row has settled
+    when every one of its heads has."""
+    return any(converged(points, method, s, direction) is True
+               for (m, s, d) in points if m == method and d == direction and s <= budget)
 
 
 def choose_budget(points, methods: Sequence[str], budgets: Budgets,

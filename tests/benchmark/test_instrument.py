@@ -155,6 +155,16 @@ def test_convergence_verdict_and_chosen_budget():
     assert budget.choose_budget(pts, ["a"], [2]) is None
 
 
+def test_settled_means_converged_at_some_probed_budget_up_to_this_one():
+    """The head study's rule: settled at b once converged at any probed s <= b (a converged score agrees with every
+    larger probed one), never before, and not on a budget whose double was never probed."""
+    pts = _points({("a", 2): [10, 11, 12], ("a", 4): [20, 21, 22], ("a", 8): [20.5, 21.5, 22.5],
+                   ("a", 16): [20.8, 21.8, 22.8]})
+    assert [budget.settled(pts, "a", b, "V->A") for b in (2, 4, 8, 16)] == [False, True, True, True]
+    assert budget.settled(pts, "a", 3, "V->A") is False       # the only probed budget <= 3 (2) did not converge
+    assert budget.settled(pts, "b", 16, "V->A") is False      # never probed
+
+
 def test_each_method_gets_its_own_budgets_and_its_own_converged_budget():
     """A fast method probed to 8 and a slow one to 16: each is judged on its own budgets (a fast method's missing
     16 is not a failure), the per-method choice differs, and the common choice is the slowest one's."""

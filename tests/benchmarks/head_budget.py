@@ -13,9 +13,9 @@ by s (epochs 30s, milestones 10s / 20s / 30s, patience 10s): the release's traje
 
 Per task, the budget is the smallest probed scale at which every row's *val* score (the selection metric; test
 scores are never used to choose) agrees with its score at every larger probed scale, by the pretraining budget's
-rule (`benchmark.budget.converged`: within 1 point, or within the 95 % CI of the paired seed differences); a row
-converged at s has settled at every budget >= s (its score there agrees with s's), so `--rows-at` probes the
-largest scale only for the rows still moving, and `--exempt` names a row the budget does not wait for. Rows:
+rule (`benchmark.budget.converged`: within 1 point, or within the 95 % CI of the paired seed differences); a head
+converged at s has settled at every budget >= s (`benchmark.budget.settled`: its score there agrees with s's) and
+a row when every head of it has, so `--rows-at` probes the largest scale only for the rows still moving, and `--exempt` names a row the budget does not wait for. Rows:
 the reference rows (oracle, raw features, CCA) and trained methods (cached pretrainings). Writes
 `<results>/tables/head_budget.md` and `.json` (the record `tests/benchmark/test_instrument.py` checks the task
 cards against).
@@ -99,7 +99,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from benchmark import api, runner
     from benchmark.atomic import atomic_write_text
-    from benchmark.budget import Point, converged
+    from benchmark.budget import Point, converged, settled
 
     own = {t: [int(x) for x in v.split(",")] for t, v in pairs(args.scales_of)}
     scales_of = {t: own.get(t, args.scales) for t in args.tasks}
@@ -133,18 +133,18 @@ def main() -> None:
         probed = scales_of[task]
         verdict = {(row, s): all(converged(points, (task, row), s, h) for h in heads)
                    if (task, row, 2 * s, heads[0]) in values else None for row in rows for s in probed}
-        # a row converged at s agrees with every larger probed scale, so any budget >= s sits on its plateau
-        settled = {(row, b): any(verdict[(row, s)] is True for s in probed if s <= b) for row in rows for b in probed}
+        # a row has settled at b when each of its heads has (`settled`: converged at some probed s <= b)
+        on_plateau = {(row, b): all(settled(points, (task, row), b, h) for h in heads) for row in rows for b in probed}
         exempt = {r for t, r in pairs(args.exempt) if t == task}
-        chosen = next((b for b in probed if all(settled[(row, b)] for row in rows if row not in exempt)), None)
+        chosen = next((b for b in probed if all(on_plateau[(row, b)] for row in rows if row not in exempt)), None)
         record["tasks"][task] = {"scale": chosen, "scales": scales_of[task],
-                                 "settled": {row: bool(chosen) and settled[(row, chosen)] for row in rows},
+                                 "settled": {row: bool(chosen) and on_plateau[(row, chosen)] for row in rows},
                                  "exempt": sorted(exempt), "data_fingerprints": sorted(data[task]),
                                  "schedule": schedule(chosen) if chosen else None, "rows": {
             row: {str(s): {"val": {h: values[(task, row, s, h)] for h in heads},
                            "test": {d: tests[(task, row, s, d)] for d in ("V->A", "A->V")
                                     if (task, row, s, d) in tests},
-                           "converged": verdict[(row, s)], "settled": settled[(row, s)]}
+                           "converged": verdict[(row, s)], "settled": on_plateau[(row, s)]}
                        for s in scales_of[task] if (task, row, s, heads[0]) in values} for row in rows}}
         lines += [f"## {task}: budget s = {chosen}" + (f" ({schedule(chosen)['epochs']} epochs)" if chosen else
                                                       " (none probed converges every row)"), "",
@@ -163,7 +163,7 @@ def main() -> None:
                 mark = {True: " ✓", False: "", None: ""}[verdict[(row, s)]]
                 cells.append(f"{mean}{mark} (best {best}/{run})")
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
-        moving = [row for row in rows if chosen and not settled[(row, chosen)]]
+        moving = [row for row in rows if chosen and not on_plateau[(row, chosen)]]
         lines += ["", f"Heads: {' / '.join(heads)}." + (f" Still moving at the budget (exempt, see docs/INSTRUMENT.md): "
                                                         f"{', '.join(moving)}." if moving else ""), ""]
     out = Path(args.out) if args.out else Path(args.results) / "tables"
